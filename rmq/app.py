@@ -1,0 +1,297 @@
+"""App: the one object users create. It holds settings and the connection, registers consumers,
+sends messages, and runs workers."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .consumer.pull import PullConsumer
+from .consumer.push import PushConsumer, consumer_name
+from .consumer.spec import ConsumerSpec, Handler, StartPosition
+from .context import Context
+from .errors import ConsumerError, ProducerClosed
+from .message import Message, SendResult
+from .producer import ErrorCallback, Producer, QueueSelector, SendCallback
+from .settings import Settings
+
+__all__ = ["App"]
+
+log = logging.getLogger("rmq.app")
+H = TypeVar("H", bound=Handler)
+
+
+class App:
+    """RocketMQ's producer/consumer model on Redis Streams.
+
+    ```python
+    app = rmq.App()                       # Settings.from_env(); keyword arguments override
+
+    @app.consumer("orders", group="billing")
+    async def bill(msg: rmq.Message) -> None: ...
+
+    async with app:
+        await app.send("orders", {"id": 1}, tag="paid")
+    ```
+    """
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        if settings is None:
+            self.settings = Settings.from_env(**overrides)
+        else:
+            self.settings = settings.replace(**overrides) if overrides else settings
+        self.name = consumer_name()
+        self._specs: list[ConsumerSpec] = []
+        self._ctx: Context | None = None
+        self._depth = 0
+        self._producers: list[Producer] = []
+        self._default_producer = self.producer()
+        self._consumers: list[PushConsumer] = []
+        self._stop_requested: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<rmq.App namespace={self.settings.namespace!r} consumers={len(self._specs)}>"
+
+    # ------------------------------------------------------------------ registration
+
+    def consumer(
+        self,
+        topic: str,
+        *,
+        group: str,
+        concurrency: int | None = None,
+        start: StartPosition = "last",
+        prefetch: int | None = None,
+        fetch_batch: int | None = None,
+        visibility_timeout: float | None = None,
+    ) -> Callable[[H], H]:
+        """Register the decorated function as a push consumer of `topic` in `group`.
+
+        Returning normally acknowledges the message; raising leaves it pending, and it is delivered
+        again after the visibility timeout. Plain `def` handlers run in worker threads.
+        """
+
+        def register(handler: H) -> H:
+            spec = ConsumerSpec(
+                topic=topic,
+                group=group,
+                handler=handler,
+                concurrency=concurrency,
+                start=start,
+                prefetch=prefetch,
+                fetch_batch=fetch_batch,
+                visibility_timeout=visibility_timeout,
+            )
+            if any(s.topic == topic and s.group == group for s in self._specs):
+                raise ConsumerError(f"{spec.name} already has a consumer in this app")
+            self._specs.append(spec)
+            return handler
+
+        return register
+
+    @property
+    def consumers(self) -> list[ConsumerSpec]:
+        """The registered push consumers."""
+        return list(self._specs)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def context(self) -> Context:
+        """The open connection context; raises if the app is not open."""
+        if self._ctx is None:
+            raise ProducerClosed("the app is not open: use `async with app:` (or app.run())")
+        return self._ctx
+
+    async def __aenter__(self) -> App:
+        if self._depth == 0:
+            ctx = Context.create(self.settings, client_name=f"rmq:{self.name}")
+            try:
+                await ctx.conn.open()
+                self._ctx = ctx
+                await self.declare()
+            except BaseException:
+                self._ctx = None
+                await ctx.conn.close()
+                raise
+        self._depth += 1
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        ctx = self._ctx
+        try:
+            with anyio.move_on_after(self.settings.send_timeout * 2, shield=True):
+                for producer in self._producers:
+                    await producer.flush()
+        finally:
+            self._ctx = None
+            if ctx is not None:
+                await ctx.conn.close()
+
+    async def declare(self) -> None:
+        """Create the topics (unless strict) and groups of every registered consumer."""
+        ctx = self.context
+        for spec in self._specs:
+            await PushConsumer(ctx, spec, self.name).declare()
+
+    # ------------------------------------------------------------------ producing
+
+    def producer(self, group: str | None = None) -> Producer:
+        """A producer sharing this app's connection (`group` names it, for transactions)."""
+        producer = Producer(lambda: self.context, group)
+        self._producers.append(producer)
+        return producer
+
+    async def send(
+        self,
+        topic: str,
+        body: Any,
+        *,
+        tag: str | None = None,
+        keys: Sequence[str] | None = None,
+        properties: dict[str, str] | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+    ) -> SendResult:
+        """Send one message and wait until it is stored. See `Producer.send`."""
+        return await self._default_producer.send(
+            topic, body, tag=tag, keys=keys, properties=properties,
+            sharding_key=sharding_key, selector=selector,
+        )  # fmt: skip
+
+    def send_async(
+        self,
+        topic: str,
+        body: Any,
+        *,
+        tag: str | None = None,
+        keys: Sequence[str] | None = None,
+        properties: dict[str, str] | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        callback: SendCallback | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> Any:
+        """Send without waiting; returns an awaitable future. See `Producer.send_async`."""
+        return self._default_producer.send_async(
+            topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
+            selector=selector, callback=callback, on_error=on_error,
+        )  # fmt: skip
+
+    def send_oneway(
+        self,
+        topic: str,
+        body: Any,
+        *,
+        tag: str | None = None,
+        keys: Sequence[str] | None = None,
+        properties: dict[str, str] | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+    ) -> None:
+        """Fire and forget. See `Producer.send_oneway`."""
+        self._default_producer.send_oneway(
+            topic, body, tag=tag, keys=keys, properties=properties,
+            sharding_key=sharding_key, selector=selector,
+        )  # fmt: skip
+
+    async def send_batch(
+        self,
+        topic: str,
+        messages: Sequence[Message | Any],
+        *,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+    ) -> list[SendResult]:
+        """Send messages to one queue in one round trip. See `Producer.send_batch`."""
+        return await self._default_producer.send_batch(
+            topic, messages, sharding_key=sharding_key, selector=selector
+        )
+
+    async def flush(self) -> None:
+        """Wait for every pending async and one-way send of this app's producers."""
+        for producer in self._producers:
+            await producer.flush()
+
+    # ------------------------------------------------------------------ consuming
+
+    def pull_consumer(self, topic: str, group: str, *, start: StartPosition = "last") -> PullConsumer:
+        """A pull consumer (receive / ack / change_invisible_duration) for `topic` in `group`."""
+        return PullConsumer(self.context, topic, group, self.name, start=start)
+
+    def stop(self) -> None:
+        """Ask `run()` to stop gracefully."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def run(
+        self,
+        *,
+        handle_signals: bool = True,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run every registered consumer until `stop()`, SIGTERM or SIGINT, then drain gracefully.
+
+        A second SIGINT (or SIGTERM) stops at once: unfinished messages stay pending for others.
+        """
+        if not self._specs:
+            raise ConsumerError("no consumers registered: decorate a handler with @app.consumer(...)")
+        self._stop_requested = anyio.Event()
+        async with self:
+            with anyio.CancelScope() as force:
+                if not handle_signals:
+                    await self._serve(task_status)
+                    return
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async with anyio.create_task_group() as watcher:
+                        watcher.start_soon(self._watch_signals, signals, force)
+                        await self._serve(task_status)
+                        watcher.cancel_scope.cancel()
+        if force.cancelled_caught:
+            log.warning("stopped without draining: unfinished messages stay pending")
+
+    async def _serve(self, task_status: TaskStatus[None]) -> None:
+        assert self._stop_requested is not None
+        ctx = self.context
+        self._consumers = [PushConsumer(ctx, spec, self.name) for spec in self._specs]
+        async with anyio.create_task_group() as tg:
+            for consumer in self._consumers:
+                await tg.start(consumer.run)
+            log.info(
+                "worker %s consuming %s from %s",
+                self.name, ", ".join(s.name for s in self._specs), ctx.conn.url,
+            )  # fmt: skip
+            task_status.started()
+            await self._stop_requested.wait()
+            log.info("stopping: finishing in-flight messages (grace %.0fs)", self.settings.shutdown_grace)
+            for consumer in self._consumers:
+                consumer.stop()
+
+    async def _watch_signals(self, signals: AsyncIterator[int], force: anyio.CancelScope) -> None:
+        seen = 0
+        async for signum in signals:
+            seen += 1
+            name = signal.Signals(signum).name
+            if seen == 1:
+                log.info("%s received: draining (send it again to stop at once)", name)
+                self.stop()
+            else:
+                log.warning("%s received again: stopping at once", name)
+                force.cancel()
+                return
+
+    @property
+    def running_consumers(self) -> list[PushConsumer]:
+        """The consumer runtimes of the current `run()` (stats live here)."""
+        return list(self._consumers)

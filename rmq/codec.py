@@ -1,0 +1,147 @@
+"""Encoding of message bodies and stream entries.
+
+A stream entry always has the same six short fields in the same order, so Redis stores the field
+names once per listpack node:
+
+| field | content |
+| --- | --- |
+| `i` | msg_id |
+| `t` | tag ('' when none) |
+| `k` | keys, space-joined |
+| `p` | properties as JSON ('' when none) |
+| `c` | body flags: 0 bytes, 1 str (UTF-8), 2 JSON (orjson); +8 when zlib-compressed |
+| `d` | body |
+
+Entries written by other clients need only `d` (then the body is raw bytes and a msg_id is
+derived from the entry id); anything else is undecodable and goes to the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+
+from .errors import DecodeError, EncodeError, MessageTooLarge
+
+__all__ = [
+    "FLAG_BYTES",
+    "FLAG_JSON",
+    "FLAG_STR",
+    "FLAG_ZLIB",
+    "DecodedEntry",
+    "decode_body",
+    "decode_entry",
+    "encode_body",
+    "encode_properties",
+]
+
+FLAG_BYTES = 0
+FLAG_STR = 1
+FLAG_JSON = 2
+FLAG_ZLIB = 8
+_KIND_MASK = 7
+_COMPRESS_LEVEL = 1
+
+_loads = orjson.loads
+_dumps = orjson.dumps
+
+
+def encode_body(body: Any, max_bytes: int, compress_threshold: int) -> tuple[bytes, int]:
+    """Encode `body` to (payload, flags); raise `MessageTooLarge` above `max_bytes` (pre-compression)."""
+    if isinstance(body, bytes):
+        data, flags = body, FLAG_BYTES
+    elif isinstance(body, str):
+        data, flags = body.encode(), FLAG_STR
+    elif isinstance(body, bytearray | memoryview):
+        data, flags = bytes(body), FLAG_BYTES
+    else:
+        try:
+            data = _dumps(body)
+        except TypeError as exc:
+            raise EncodeError(
+                f"body of type {type(body).__name__} is not bytes, str or JSON-serializable: {exc}"
+            ) from exc
+        flags = FLAG_JSON
+    size = len(data)
+    if size > max_bytes:
+        raise MessageTooLarge(
+            f"encoded body is {size} bytes; the limit is {max_bytes} (max_body_bytes)"
+        )
+    if compress_threshold and size >= compress_threshold:
+        packed = zlib.compress(data, _COMPRESS_LEVEL)
+        if len(packed) < size:
+            return packed, flags | FLAG_ZLIB
+    return data, flags
+
+
+def decode_body(data: bytes, flags: int) -> Any:
+    """Inverse of `encode_body`; raises `DecodeError` on corrupt data or unknown flags."""
+    try:
+        if flags & FLAG_ZLIB:
+            data = zlib.decompress(data)
+        kind = flags & _KIND_MASK
+        if kind == FLAG_JSON:
+            return _loads(data)
+        if kind == FLAG_STR:
+            return data.decode()
+        if kind == FLAG_BYTES and flags & ~(_KIND_MASK | FLAG_ZLIB) == 0:
+            return data
+    except (zlib.error, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"body does not decode with flags {flags}: {exc}") from exc
+    raise DecodeError(f"unknown body flags {flags}")
+
+
+def encode_properties(properties: dict[str, str] | None, max_bytes: int) -> bytes:
+    """Properties as compact JSON ('' when empty), size-checked."""
+    if not properties:
+        return b""
+    data = _dumps(properties)
+    if len(data) > max_bytes:
+        raise MessageTooLarge(
+            f"properties are {len(data)} bytes encoded; the limit is {max_bytes} "
+            "(max_properties_bytes)"
+        )
+    return data
+
+
+class DecodedEntry:
+    """The fields of one stream entry, decoded."""
+
+    __slots__ = ("body", "keys", "msg_id", "properties", "tag")
+
+    def __init__(
+        self, msg_id: str, tag: str | None, keys: list[str], properties: dict[str, str], body: Any
+    ) -> None:
+        self.msg_id = msg_id
+        self.tag = tag
+        self.keys = keys
+        self.properties = properties
+        self.body = body
+
+
+def decode_entry(entry_id: str, fields: dict[bytes, bytes]) -> DecodedEntry:
+    """Decode a stream entry's fields; raise `DecodeError` (with the raw fields) if impossible."""
+    data = fields.get(b"d")
+    if data is None:
+        raise DecodeError("entry has no body field 'd'", fields)
+    try:
+        raw_id = fields.get(b"i")
+        msg_id = raw_id.decode() if raw_id else entry_id
+        raw_flags = fields.get(b"c")
+        flags = int(raw_flags) if raw_flags else FLAG_BYTES
+        raw_tag = fields.get(b"t")
+        tag = raw_tag.decode() if raw_tag else None
+        raw_keys = fields.get(b"k")
+        keys = raw_keys.decode().split(" ") if raw_keys else []
+        raw_props = fields.get(b"p")
+        properties = _loads(raw_props) if raw_props else {}
+        if not isinstance(properties, dict):
+            raise DecodeError("properties field 'p' is not a JSON object", fields)
+        body = decode_body(data, flags)
+    except DecodeError as exc:
+        raise DecodeError(exc.reason, fields) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"malformed entry: {exc}", fields) from exc
+    return DecodedEntry(msg_id, tag, keys, properties, body)

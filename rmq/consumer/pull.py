@@ -1,0 +1,199 @@
+"""Pull consumer with RocketMQ 5 SimpleConsumer semantics: receive, ack, change invisible time.
+
+A received message stays invisible to the group for `invisible` seconds; if it is not acknowledged
+in time it is delivered again (to this or another pull consumer of the group) with its delivery
+count raised. The invisible-until times live in a sorted set beside each queue, so a crashed
+consumer's messages come back when their time runs out.
+
+A group should be consumed either by push workers or by pull consumers, not both: push workers
+claim any entry idle longer than their visibility timeout.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from ..connection import is_nogroup
+from ..context import Context
+from ..errors import ConfigError, ConsumerError, DecodeError
+from ..message import Message
+from ..names import validate_group, validate_topic
+from ..topics import TopicInfo
+from .inbound import dead_letter, declare_group, to_message
+from .spec import StartPosition, start_argument
+
+__all__ = ["PullConsumer"]
+
+
+class PullConsumer:
+    """Use as `async with app.pull_consumer(topic, group) as pc:`."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        topic: str,
+        group: str,
+        name: str,
+        *,
+        start: StartPosition = "last",
+    ) -> None:
+        self.ctx = ctx
+        self.topic = validate_topic(topic)
+        self.group = validate_group(group)
+        self.name = name
+        self.start = start
+        start_argument(start)
+        self._info: TopicInfo | None = None
+        self._next_queue = 0
+
+    async def __aenter__(self) -> PullConsumer:
+        self._info = await self.ctx.conn.retry(
+            lambda: declare_group(self.ctx, self.topic, self.group, self.start),
+            deadline=time.monotonic() + self.ctx.settings.startup_timeout,
+        )
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._info = None
+
+    @property
+    def info(self) -> TopicInfo:
+        if self._info is None:
+            raise ConsumerError("use the pull consumer inside `async with app.pull_consumer(...)`")
+        return self._info
+
+    async def receive(
+        self, max_messages: int = 32, invisible: float = 30.0, wait: float = 0.0
+    ) -> list[Message]:
+        """Receive up to `max_messages`, hidden from the group for `invisible` seconds.
+
+        With `wait` > 0, blocks up to that long when nothing is available (long polling).
+        """
+        if not 1 <= max_messages <= 1000:
+            raise ConfigError(f"max_messages must be 1..1000, got {max_messages}")
+        if invisible <= 0 or wait < 0:
+            raise ConfigError("invisible must be > 0 and wait >= 0")
+        deadline = time.monotonic() + wait
+        while True:
+            messages, last_ids = await self._receive_once(max_messages, int(invisible * 1000))
+            remaining = deadline - time.monotonic()
+            if messages or remaining <= 0:
+                return messages
+            await self._wait_for_new(last_ids, remaining)
+
+    async def ack(self, *messages: Message) -> int:
+        """Acknowledge messages; returns how many were still pending."""
+        conn = self.ctx.conn
+        by_stream: dict[tuple[str, int], list[str]] = {}
+        for msg in messages:
+            by_stream.setdefault((msg._stream, msg.queue_id), []).append(msg.offset)
+        commands = []
+        for (stream, queue_id), offsets in by_stream.items():
+            inv = self.ctx.keys.queue(self.topic, queue_id).invisible(self.group)
+            commands.append(conn.scripts["pull_ack"].evalsha_args((stream, inv), (self.group, *offsets)))
+        results = await conn.scripts.pipeline(conn.commands, commands)
+        acked = 0
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            acked += int(result)
+        return acked
+
+    async def change_invisible_duration(self, message: Message, invisible: float) -> bool:
+        """Hide `message` for `invisible` more seconds from now.
+
+        Returns False when it is no longer this consumer's (acknowledged, or its time ran out and
+        another consumer received it).
+        """
+        if invisible < 0:
+            raise ConfigError("invisible must be >= 0")
+        conn = self.ctx.conn
+        inv = self.ctx.keys.queue(self.topic, message.queue_id).invisible(self.group)
+        result = await conn.scripts.call(
+            conn.commands,
+            "pull_change_invisible",
+            (message._stream, inv),
+            (self.group, self.name, message.offset, int(invisible * 1000)),
+        )
+        return bool(result)
+
+    async def nack(self, message: Message, delay: float = 0.0) -> bool:
+        """Give `message` back: delivered again after `delay` seconds."""
+        return await self.change_invisible_duration(message, delay)
+
+    # ------------------------------------------------------------------ internals
+
+    async def _receive_once(
+        self, max_messages: int, invisible_ms: int
+    ) -> tuple[list[Message], dict[str, str]]:
+        queues = self.info.queues
+        order = [(self._next_queue + i) % queues for i in range(queues)]
+        self._next_queue = (self._next_queue + 1) % queues
+        share = math.ceil(max_messages / queues)
+        messages: list[Message] = []
+        last_ids: dict[str, str] = {}
+        full: list[int] = []
+        replies = await self._call_receive([(q, share) for q in order], invisible_ms)
+        for queue_id, reply in zip(order, replies, strict=True):
+            got = await self._collect(queue_id, reply, messages, last_ids)
+            if got >= share:
+                full.append(queue_id)
+        for queue_id in full:
+            missing = max_messages - len(messages)
+            if missing <= 0:
+                break
+            (reply,) = await self._call_receive([(queue_id, missing)], invisible_ms)
+            await self._collect(queue_id, reply, messages, last_ids)
+        return messages, last_ids
+
+    async def _call_receive(self, asks: Sequence[tuple[int, int]], invisible_ms: int) -> list[Any]:
+        conn = self.ctx.conn
+        script = conn.scripts["pull_receive"]
+        commands = []
+        for queue_id, count in asks:
+            keys = self.ctx.keys.queue(self.topic, queue_id)
+            commands.append(
+                script.evalsha_args(
+                    (keys.stream, keys.invisible(self.group)),
+                    (self.group, self.name, count, invisible_ms),
+                )
+            )
+        replies = await conn.scripts.pipeline(conn.commands, commands)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                if is_nogroup(reply):
+                    await declare_group(self.ctx, self.topic, self.group, self.start)
+                raise reply
+        return replies
+
+    async def _collect(
+        self, queue_id: int, reply: list[Any], out: list[Message], last_ids: dict[str, str]
+    ) -> int:
+        stream = self.ctx.keys.queue(self.topic, queue_id).stream
+        last_ids[stream] = reply[1].decode() if reply[1] else "0-0"
+        got = 0
+        for i in range(2, len(reply), 3):
+            entry_id, flat, deliveries = reply[i], reply[i + 1], int(reply[i + 2])
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            got += 1
+            try:
+                msg = to_message(entry_id, fields, self.topic, queue_id, self.group, stream, deliveries)
+            except DecodeError as exc:
+                await dead_letter(
+                    self.ctx, topic=self.topic, queue_id=queue_id, group=self.group,
+                    entry_id=entry_id.decode(), reason="undecodable", error=exc,
+                )  # fmt: skip
+                continue
+            out.append(msg)
+        return got
+
+    async def _wait_for_new(self, last_ids: dict[str, str], timeout: float) -> None:
+        """Block until an entry newer than `last_ids` arrives on any queue, or `timeout`."""
+        block_ms = max(1, int(min(timeout, self.ctx.settings.block_seconds) * 1000))
+        await self.ctx.conn.readers.xread(last_ids, count=1, block=block_ms)  # type: ignore[arg-type]

@@ -1,0 +1,28 @@
+"""What producers and consumers share while an App is open."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .connection import RedisConnection
+from .keys import NamespaceKeys
+from .settings import Settings
+from .topics import Topics
+
+__all__ = ["Context"]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Settings, the Redis connection, key names and the topic registry of one open App."""
+
+    settings: Settings
+    conn: RedisConnection
+    keys: NamespaceKeys
+    topics: Topics
+
+    @classmethod
+    def create(cls, settings: Settings, client_name: str = "rmq") -> Context:
+        conn = RedisConnection(settings, client_name)
+        keys = NamespaceKeys(settings.namespace)
+        return cls(settings, conn, keys, Topics(conn, keys))

@@ -1,0 +1,43 @@
+#!lua
+-- Create a consumer group on a queue stream (and the stream) if it does not exist yet.
+-- luacheck: globals redis KEYS ARGV
+--
+-- KEYS[1]  <ns>:{<topic>:<q>}:s    the queue stream
+-- ARGV[1]  group name
+-- ARGV[2]  start: "last" (only what arrives from now on), "first" (everything stored),
+--          or a time in epoch ms (everything stored at or after it)
+--
+-- Returns: 1 when the group was created, 0 when it already existed.
+-- The group's entries-read counter is set so that XINFO GROUPS reports an exact lag.
+local stream, group, start = KEYS[1], ARGV[1], ARGV[2]
+if redis.call('EXISTS', stream) == 1 then
+  local groups = redis.call('XINFO', 'GROUPS', stream)
+  for _, g in ipairs(groups) do
+    for i = 1, #g, 2 do
+      if g[i] == 'name' and g[i + 1] == group then return 0 end
+    end
+  end
+else
+  redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM', 'ENTRIESREAD', '0')
+  return 1
+end
+local info = redis.call('XINFO', 'STREAM', stream)
+local last_id, added, length = '0-0', 0, 0
+for i = 1, #info, 2 do
+  local k = info[i]
+  if k == 'last-generated-id' then last_id = info[i + 1]
+  elseif k == 'entries-added' then added = info[i + 1]
+  elseif k == 'length' then length = info[i + 1] end
+end
+if start == 'last' then
+  redis.call('XGROUP', 'CREATE', stream, group, last_id, 'ENTRIESREAD', added)
+elseif start == 'first' then
+  redis.call('XGROUP', 'CREATE', stream, group, '0', 'ENTRIESREAD', added - length)
+else
+  local ms = tonumber(start)
+  if not ms then return redis.error_reply('ERR start must be last, first or epoch ms') end
+  -- entries with an id below <ms>-0 are skipped
+  local before = ms > 0 and (tostring(ms - 1) .. '-18446744073709551615') or '0'
+  redis.call('XGROUP', 'CREATE', stream, group, before)
+end
+return 1

@@ -1,0 +1,146 @@
+"""The message a handler receives (and a batch sender builds), and the result of a send."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["Message", "SendResult", "SendStatus"]
+
+
+def _to_datetime(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+class Message:
+    """A message: what you send in a batch and what a consumer hands to your handler.
+
+    Build one with `Message(body=..., tag=..., keys=[...], properties={...})`. On a received
+    message rmq also fills in `topic`, `queue_id`, `offset` (the stream entry id), `msg_id`,
+    `born_at`, `stored_at`, `reconsume_times`, `delivery_count` and `group`.
+    """
+
+    __slots__ = (
+        "_born_ms",
+        "_stored_ms",
+        "_stream",
+        "body",
+        "delivery_count",
+        "group",
+        "keys",
+        "msg_id",
+        "offset",
+        "properties",
+        "queue_id",
+        "reconsume_times",
+        "tag",
+        "topic",
+    )
+
+    body: Any
+    tag: str | None
+    keys: list[str]
+    properties: dict[str, str]
+    msg_id: str
+    topic: str
+    queue_id: int
+    offset: str
+    reconsume_times: int
+    delivery_count: int
+    group: str | None
+    _born_ms: int | None
+    _stored_ms: int | None
+    _stream: str
+
+    def __init__(
+        self,
+        body: Any = None,
+        *,
+        tag: str | None = None,
+        keys: list[str] | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> None:
+        self.body = body
+        self.tag = tag
+        self.keys = list(keys) if keys else []
+        self.properties = dict(properties) if properties else {}
+        self.msg_id = ""
+        self.topic = ""
+        self.queue_id = -1
+        self.offset = ""
+        self.reconsume_times = 0
+        self.delivery_count = 0
+        self.group = None
+        self._born_ms = None
+        self._stored_ms = None
+        self._stream = ""
+
+    @classmethod
+    def _received(
+        cls,
+        *,
+        body: Any,
+        tag: str | None,
+        keys: list[str],
+        properties: dict[str, str],
+        msg_id: str,
+        topic: str,
+        queue_id: int,
+        offset: str,
+        group: str | None,
+        stream: str,
+        born_ms: int | None,
+        stored_ms: int | None,
+        reconsume_times: int = 0,
+        delivery_count: int = 1,
+    ) -> Message:
+        msg = object.__new__(cls)
+        msg.body = body
+        msg.tag = tag
+        msg.keys = keys
+        msg.properties = properties
+        msg.msg_id = msg_id
+        msg.topic = topic
+        msg.queue_id = queue_id
+        msg.offset = offset
+        msg.group = group
+        msg._stream = stream
+        msg._born_ms = born_ms
+        msg._stored_ms = stored_ms
+        msg.reconsume_times = reconsume_times
+        msg.delivery_count = delivery_count
+        return msg
+
+    @property
+    def born_at(self) -> datetime | None:
+        """When the producer created the message (UTC)."""
+        return _to_datetime(self._born_ms)
+
+    @property
+    def stored_at(self) -> datetime | None:
+        """When the message became visible in its queue (UTC): the stream entry's time."""
+        return _to_datetime(self._stored_ms)
+
+    def __repr__(self) -> str:
+        where = f" {self.topic}[{self.queue_id}]@{self.offset}" if self.offset else ""
+        tag = f" tag={self.tag!r}" if self.tag else ""
+        return f"<Message{where} msg_id={self.msg_id or '-'}{tag}>"
+
+
+class SendStatus(enum.StrEnum):
+    """Outcome of a successful send (RocketMQ's SendStatus)."""
+
+    SEND_OK = "SEND_OK"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """Where a sent message was stored: `offset` is its stream entry id in queue `queue_id`."""
+
+    status: SendStatus
+    msg_id: str
+    topic: str
+    queue_id: int
+    offset: str

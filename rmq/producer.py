@@ -1,0 +1,483 @@
+"""Producer: sync, async, one-way and batch sends with round-robin, sharding-key or custom selection.
+
+Concurrent sends are coalesced (group commit): while one round trip is in flight, new messages
+queue up, and the next round trip carries all of them, one `send` script call per queue. A lone
+caller pays one round trip and nothing else. Failed round trips are retried with backoff inside
+`send_timeout`; the script's dedup window (keyed by msg_id) makes a retry of a message whose first
+attempt did land return the first result instead of storing it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .codec import encode_body, encode_properties
+from .connection import Backoff, is_transient
+from .context import Context
+from .errors import BrokerError, BrokerUnavailable, ConfigError, ProducerClosed, PublishError
+from .ids import new_msg_id
+from .message import Message, SendResult, SendStatus
+from .names import validate_group, validate_keys, validate_properties, validate_tag
+from .scripts import raise_script_error
+from .topics import TopicInfo
+
+__all__ = ["Producer", "QueueSelector", "SendCallback", "ErrorCallback"]
+
+log = logging.getLogger("rmq.producer")
+
+QueueSelector = Callable[[int, Message], int]
+"""`selector(queue_count, message) -> queue_id`, RocketMQ's MessageQueueSelector."""
+SendCallback = Callable[[SendResult], object]
+ErrorCallback = Callable[[BaseException], object]
+
+_ARGS_PER_MESSAGE = 7
+
+
+class _Outgoing:
+    """One message on its way to Redis."""
+
+    __slots__ = ("args", "batch", "deadline", "future", "queue_id", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        args: list[Any],
+        future: asyncio.Future[SendResult] | None,
+        deadline: float,
+        batch: int = 0,
+    ) -> None:
+        self.topic = topic
+        self.queue_id = 0
+        self.args = args
+        self.future = future
+        self.deadline = deadline
+        self.batch = batch
+
+
+class Producer:
+    """Sends messages. Get one from `app.producer(group=...)`; `app.send(...)` uses a default one."""
+
+    def __init__(self, context: Callable[[], Context], group: str | None = None) -> None:
+        if group is not None:
+            validate_group(group)
+        self.group = group
+        self._context = context
+        self._round_robin: dict[str, int] = {}
+        self._buffer: list[_Outgoing] = []
+        self._flushing = False
+        self._drainer: asyncio.Task[None] | None = None
+        self._outstanding = 0
+        self._space_waiters: list[asyncio.Future[None]] = []
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._batch_ids = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ public API
+
+    async def send(
+        self,
+        topic: str,
+        body: Any,
+        *,
+        tag: str | None = None,
+        keys: Sequence[str] | None = None,
+        properties: dict[str, str] | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+    ) -> SendResult:
+        """Send one message and wait until Redis stored it; return where it went."""
+        ctx = self._ctx()
+        args = self._encode(ctx, body, tag, keys, properties)
+        info = await ctx.topics.ensure(topic)
+        if self._outstanding >= ctx.settings.max_pending_sends:
+            await self._wait_for_space()
+        loop = asyncio.get_running_loop()
+        item = _Outgoing(topic, args, loop.create_future(), time.monotonic() + ctx.settings.send_timeout)
+        item.queue_id = self._select(info, body, tag, keys, properties, sharding_key, selector)
+        self._outstanding += 1
+        assert item.future is not None
+        if not self._flushing and not self._buffer:
+            # Nothing in flight: send inline, without waking another task.
+            self._flushing = True
+            try:
+                await self._flush([item])
+            finally:
+                self._flushing = False
+                if self._buffer:
+                    self._start_drainer()
+                elif self._outstanding == 0:
+                    self._wake(self._idle_waiters)
+            return item.future.result()
+        self._enqueue(item)
+        return await item.future
+
+    def send_async(
+        self,
+        topic: str,
+        body: Any,
+        *,
+        tag: str | None = None,
+        keys: Sequence[str] | None = None,
+        properties: dict[str, str] | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        callback: SendCallback | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> asyncio.Future[SendResult]:
+        """Send without waiting: returns a future at once; `callback`/`on_error` get the outcome.
+
+        Raises `PublishError` at once when `max_pending_sends` messages are already waiting.
+        """
+        ctx = self._ctx()
+        args = self._encode(ctx, body, tag, keys, properties)
+        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+        if callback is not None or on_error is not None:
+            future.add_done_callback(_callback_adapter(callback, on_error))
+        self._submit_nowait(ctx, topic, args, future, (body, tag, keys, properties), sharding_key, selector)
+        return future
+
+    def send_oneway(
+        self,
+        topic: str,
+        body: Any,
+        *,
+        tag: str | None = None,
+        keys: Sequence[str] | None = None,
+        properties: dict[str, str] | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+    ) -> None:
+        """Fire and forget: queue the message for the next round trip; failures are only logged."""
+        ctx = self._ctx()
+        args = self._encode(ctx, body, tag, keys, properties)
+        self._submit_nowait(ctx, topic, args, None, (body, tag, keys, properties), sharding_key, selector)
+
+    async def send_batch(
+        self,
+        topic: str,
+        messages: Sequence[Message | Any],
+        *,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+    ) -> list[SendResult]:
+        """Send several messages to one queue in one script call (one round trip, consecutive offsets).
+
+        Items that are not `Message` objects are used as bodies.
+        """
+        ctx = self._ctx()
+        msgs = [m if isinstance(m, Message) else Message(m) for m in messages]
+        if not msgs:
+            return []
+        if len(msgs) > ctx.settings.max_batch_messages:
+            raise ConfigError(
+                f"a batch holds at most {ctx.settings.max_batch_messages} messages "
+                f"(max_batch_messages), got {len(msgs)}"
+            )
+        encoded = [self._encode(ctx, m.body, m.tag, m.keys, m.properties) for m in msgs]
+        info = await ctx.topics.ensure(topic)
+        first = msgs[0]
+        queue_id = self._select(
+            info, first.body, first.tag, first.keys, first.properties, sharding_key, selector
+        )
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + ctx.settings.send_timeout
+        self._batch_ids += 1
+        items = []
+        for args in encoded:
+            item = _Outgoing(topic, args, loop.create_future(), deadline, self._batch_ids)
+            item.queue_id = queue_id
+            items.append(item)
+        self._outstanding += len(items)
+        for item in items:
+            self._enqueue(item)
+        return list(await asyncio.gather(*(i.future for i in items if i.future is not None)))
+
+    async def flush(self) -> None:
+        """Wait until every message sent so far (including one-way ones) is stored or has failed."""
+        while self._outstanding or self._background:
+            if self._background:
+                await asyncio.gather(*list(self._background), return_exceptions=True)
+                continue
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
+
+    async def close(self) -> None:
+        """Flush, then refuse further sends."""
+        try:
+            await self.flush()
+        finally:
+            self._closed = True
+
+    # ------------------------------------------------------------------ internals
+
+    def _ctx(self) -> Context:
+        if self._closed:
+            raise ProducerClosed("the producer is closed")
+        return self._context()
+
+    def _encode(
+        self,
+        ctx: Context,
+        body: Any,
+        tag: str | None,
+        keys: Sequence[str] | None,
+        properties: dict[str, str] | None,
+    ) -> list[Any]:
+        settings = ctx.settings
+        data, flags = encode_body(body, settings.max_body_bytes, settings.compress_threshold)
+        if tag is not None:
+            validate_tag(tag)
+        keys_field = " ".join(validate_keys(keys)) if keys else ""
+        if properties:
+            validate_properties(properties)
+        props = encode_properties(properties, settings.max_properties_bytes)
+        return [0, new_msg_id(), tag or "", keys_field, props, flags, data]
+
+    def _select(
+        self,
+        info: TopicInfo,
+        body: Any,
+        tag: str | None,
+        keys: Sequence[str] | None,
+        properties: dict[str, str] | None,
+        sharding_key: str | None,
+        selector: QueueSelector | None,
+    ) -> int:
+        if sharding_key is not None:
+            if not isinstance(sharding_key, str) or not sharding_key:
+                raise ConfigError("sharding_key must be a non-empty str")
+            return zlib.crc32(sharding_key.encode()) % info.queues
+        if selector is not None:
+            queue_id = selector(info.queues, Message(body, tag=tag, keys=list(keys or []), properties=properties))
+            if not isinstance(queue_id, int) or not 0 <= queue_id < info.queues:
+                raise ConfigError(
+                    f"selector returned {queue_id!r}; topic {info.name!r} has queues 0..{info.queues - 1}"
+                )
+            return queue_id
+        n = self._round_robin.get(info.name, 0)
+        self._round_robin[info.name] = n + 1
+        return n % info.queues
+
+    def _submit_nowait(
+        self,
+        ctx: Context,
+        topic: str,
+        args: list[Any],
+        future: asyncio.Future[SendResult] | None,
+        message: tuple[Any, str | None, Sequence[str] | None, dict[str, str] | None],
+        sharding_key: str | None,
+        selector: QueueSelector | None,
+    ) -> None:
+        if self._outstanding >= ctx.settings.max_pending_sends:
+            raise PublishError(
+                f"{self._outstanding} sends are already waiting (max_pending_sends); "
+                "await app.flush() or use await app.send(...) to slow down"
+            )
+        item = _Outgoing(topic, args, future, time.monotonic() + ctx.settings.send_timeout)
+        self._outstanding += 1
+        info = ctx.topics.cached(topic)
+        if info is not None:
+            item.queue_id = self._select(info, *message, sharding_key, selector)
+            self._enqueue(item)
+            return
+
+        async def resolve_topic() -> None:
+            try:
+                topic_info = await ctx.topics.ensure(topic)
+                item.queue_id = self._select(topic_info, *message, sharding_key, selector)
+            except BaseException as exc:
+                self._fail([item], exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            self._enqueue(item)
+
+        task = asyncio.get_running_loop().create_task(resolve_topic())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _enqueue(self, item: _Outgoing) -> None:
+        self._buffer.append(item)
+        if not self._flushing:
+            self._start_drainer()
+
+    def _start_drainer(self) -> None:
+        self._flushing = True
+        self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._buffer:
+                batch, self._buffer = self._buffer, []
+                await self._flush(batch)
+        finally:
+            self._flushing = False
+            if self._buffer:  # cancelled mid-way: do not strand what is queued
+                self._fail(self._buffer, ProducerClosed("the producer was stopped"))
+                self._buffer = []
+            if self._outstanding == 0:
+                self._wake(self._idle_waiters)
+
+    def _chunks(self, items: list[_Outgoing], limit: int) -> list[list[_Outgoing]]:
+        """Group items by queue, at most `limit` per script call, never splitting a batch."""
+        by_queue: dict[tuple[str, int], list[_Outgoing]] = {}
+        for item in items:
+            by_queue.setdefault((item.topic, item.queue_id), []).append(item)
+        chunks: list[list[_Outgoing]] = []
+        for queue_items in by_queue.values():
+            chunk: list[_Outgoing] = []
+            for i, item in enumerate(queue_items):
+                starts_run = i == 0 or item.batch == 0 or item.batch != queue_items[i - 1].batch
+                if starts_run and len(chunk) >= limit:
+                    chunks.append(chunk)
+                    chunk = []
+                chunk.append(item)
+            if chunk:
+                chunks.append(chunk)
+        return chunks
+
+    def _command(self, ctx: Context, chunk: list[_Outgoing], now: float) -> tuple[Any, ...]:
+        first = chunk[0]
+        queue = ctx.keys.queue(first.topic, first.queue_id)
+        window = ctx.settings.dedup_window
+        bucket = int(now // window)
+        args: list[Any] = [int(window * 2000)]
+        for item in chunk:
+            args.extend(item.args)
+        return ctx.conn.scripts["send"].evalsha_args(
+            (queue.stream, queue.dedup(bucket), queue.dedup(bucket - 1)), args
+        )
+
+    async def _flush(self, items: list[_Outgoing]) -> None:
+        """Store `items` (one round trip per attempt), resolving or failing each future."""
+        try:
+            ctx = self._context()
+        except Exception as exc:
+            self._fail(items, exc)
+            return
+        settings = ctx.settings
+        chunks = self._chunks(items, settings.max_batch_messages)
+        backoff = Backoff(settings.backoff_base, settings.backoff_cap)
+        client = ctx.conn.commands
+        while chunks:
+            commands = [self._command(ctx, chunk, time.time()) for chunk in chunks]
+            deadline = min(item.deadline for chunk in chunks for item in chunk)
+            try:
+                async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
+                    results = await ctx.conn.scripts.pipeline(client, commands)
+            except Exception as exc:
+                if not is_transient(exc) and not isinstance(exc, TimeoutError):
+                    for chunk in chunks:
+                        self._fail(chunk, BrokerError(f"send failed: {exc!r}"))
+                    return
+                results = [exc] * len(chunks)
+            retry: list[list[_Outgoing]] = []
+            last_error: BaseException | None = None
+            for chunk, result in zip(chunks, results, strict=True):
+                if not isinstance(result, BaseException):
+                    self._resolve(chunk, result)
+                elif is_transient(result) or isinstance(result, TimeoutError):
+                    retry.append(chunk)
+                    last_error = result
+                else:
+                    self._fail(chunk, _script_failure(result))
+            if not retry:
+                return
+            delay = backoff.next_delay()
+            deadline = min(item.deadline for chunk in retry for item in chunk)
+            if backoff.attempt > settings.send_retries or time.monotonic() + delay >= deadline:
+                error = BrokerUnavailable(
+                    f"send to {ctx.conn.url} failed after {backoff.attempt} attempt(s) within "
+                    f"{settings.send_timeout}s; the message may or may not be stored: {last_error!r}"
+                )
+                error.__cause__ = last_error
+                for chunk in retry:
+                    self._fail(chunk, error)
+                return
+            log.debug("send failed (%r), retrying in %.3fs", last_error, delay)
+            await asyncio.sleep(delay)
+            for chunk in retry:
+                for item in chunk:
+                    item.args[0] = 1  # look the msg_id up before storing again
+            chunks = retry
+
+    def _resolve(self, chunk: list[_Outgoing], ids: list[bytes]) -> None:
+        for item, entry_id in zip(chunk, ids, strict=True):
+            future = item.future
+            if future is not None and not future.done():
+                future.set_result(
+                    SendResult(
+                        SendStatus.SEND_OK, item.args[1], item.topic, item.queue_id, entry_id.decode()
+                    )
+                )
+        self._done(len(chunk))
+
+    def _fail(self, chunk: list[_Outgoing], exc: BaseException) -> None:
+        for item in chunk:
+            future = item.future
+            if future is None:
+                log.error("one-way send to %s failed: %s", item.topic, exc)
+            elif not future.done():
+                future.set_exception(exc)
+        self._done(len(chunk))
+
+    def _done(self, count: int) -> None:
+        self._outstanding -= count
+        if self._space_waiters:
+            self._wake(self._space_waiters)
+        if self._outstanding == 0 and self._idle_waiters and not self._flushing:
+            self._wake(self._idle_waiters)
+
+    async def _wait_for_space(self) -> None:
+        limit = self._ctx().settings.max_pending_sends
+        while self._outstanding >= limit:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._space_waiters.append(waiter)
+            await waiter
+
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        waiters.clear()
+
+
+def _script_failure(exc: BaseException) -> BaseException:
+    from redis.exceptions import ResponseError
+
+    if isinstance(exc, ResponseError):
+        try:
+            raise_script_error("send", exc)
+        except BrokerError as wrapped:
+            return wrapped
+        return BrokerError(f"Redis refused the send: {exc}")
+    return exc
+
+
+def _callback_adapter(
+    callback: SendCallback | None, on_error: ErrorCallback | None
+) -> Callable[[asyncio.Future[SendResult]], None]:
+    def done(future: asyncio.Future[SendResult]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        try:
+            if exc is None:
+                if callback is not None:
+                    callback(future.result())
+            elif on_error is not None:
+                on_error(exc)
+            else:
+                log.error("async send failed: %s", exc)
+        except Exception:
+            log.exception("send callback raised")
+
+    return done

@@ -1,0 +1,123 @@
+"""The Lua scripts under `rmq/lua/`: loaded once, called by EVALSHA, reloaded after NOSCRIPT.
+
+Each `.lua` file is one atomic state change; its header lists every KEY, ARGV and the return value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+from .errors import ScriptError
+
+__all__ = ["SCRIPT_NAMES", "Script", "Scripts"]
+
+SCRIPT_NAMES = (
+    "dead_letter",
+    "declare_group",
+    "pull_ack",
+    "pull_change_invisible",
+    "pull_receive",
+    "reap_consumers",
+    "send",
+    "set_idle",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """One Lua script and its SHA1."""
+
+    name: str
+    source: str
+    sha: str
+
+    def evalsha_args(self, keys: Sequence[str], args: Sequence[Any]) -> tuple[Any, ...]:
+        """The arguments of an EVALSHA command for this script (for pipelines)."""
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+def _load(name: str) -> Script:
+    source = (resources.files("rmq") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+class Scripts:
+    """All scripts, by name, with helpers that survive a server that forgot them (NOSCRIPT)."""
+
+    def __init__(self) -> None:
+        self._by_name = {name: _load(name) for name in SCRIPT_NAMES}
+
+    def __getitem__(self, name: str) -> Script:
+        return self._by_name[name]
+
+    def __iter__(self) -> Any:
+        return iter(self._by_name.values())
+
+    async def load_all(self, client: Redis) -> None:
+        """SCRIPT LOAD every script (after connecting, and after a NOSCRIPT)."""
+        pipe = client.pipeline(transaction=False)
+        for script in self._by_name.values():
+            pipe.execute_command("SCRIPT LOAD", script.source)
+        await pipe.execute()
+
+    async def call(self, client: Redis, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script `name` with EVALSHA, loading it first if the server does not know it."""
+        script = self._by_name[name]
+        try:
+            return await client.execute_command(*script.evalsha_args(keys, args))
+        except NoScriptError:
+            await self.load_all(client)
+            return await client.execute_command(*script.evalsha_args(keys, args))
+        except ResponseError as exc:
+            raise_script_error(name, exc)
+            raise
+
+    async def pipeline(
+        self, client: Redis, commands: Sequence[tuple[Any, ...]]
+    ) -> list[Any]:
+        """Run `commands` in one pipeline (one round trip). Results may be exceptions.
+
+        Commands that failed with NOSCRIPT (the server restarted without persistence, or ran
+        SCRIPT FLUSH) are re-run once after loading the scripts; the others are never re-run.
+        """
+        if len(commands) == 1:
+            return [await self._single(client, commands[0])]
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            await self.load_all(client)
+            pipe = client.pipeline(transaction=False)
+            for i in missing:
+                pipe.execute_command(*commands[i])
+            for i, r in zip(missing, await pipe.execute(raise_on_error=False), strict=True):
+                results[i] = r
+        return results
+
+    async def _single(self, client: Redis, command: tuple[Any, ...]) -> Any:
+        try:
+            return await client.execute_command(*command)
+        except NoScriptError:
+            await self.load_all(client)
+            try:
+                return await client.execute_command(*command)
+            except ResponseError as exc:
+                return exc
+        except ResponseError as exc:
+            return exc
+
+
+def raise_script_error(name: str, exc: ResponseError) -> None:
+    """Re-raise a script's own error reply as `ScriptError`; leave other errors alone."""
+    text = str(exc)
+    if "Error running script" in text or "user_script" in text or text.startswith("ERR start"):
+        raise ScriptError(f"script {name} failed: {text}") from exc

@@ -1,0 +1,173 @@
+"""Settings: one frozen dataclass, read from `RMQ_*` environment variables by `Settings.from_env()`.
+
+Every field maps to the variable `RMQ_<FIELD NAME IN CAPITALS>`; explicit keyword arguments win over
+the environment, which wins over the defaults. Durations are float seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError
+from .names import validate_namespace
+
+__all__ = ["Settings", "redact_url"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def redact_url(url: str) -> str:
+    """Return `url` with any password replaced by `***` (safe to log and print)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything rmq can be tuned with. See the README for what each setting does."""
+
+    # Connection
+    redis_url: str = "redis://localhost:6379/0"
+    namespace: str = "rmq"
+    connect_timeout: float = 5.0
+    socket_timeout: float = 10.0
+    max_connections: int = 64
+    startup_timeout: float = 10.0
+    """How long `async with app` keeps retrying an unreachable Redis before `BrokerUnavailable`."""
+    backoff_base: float = 0.05
+    backoff_cap: float = 2.0
+
+    # Topics and messages
+    default_queues: int = 4
+    strict_topics: bool = False
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_properties_bytes: int = 32 * 1024
+    compress_threshold: int = 4 * 1024
+
+    # Producer
+    send_timeout: float = 3.0
+    send_retries: int = 2
+    dedup_window: float = 30.0
+    max_batch_messages: int = 500
+    max_pending_sends: int = 10_000
+
+    # Consumers
+    concurrency: int = 20
+    prefetch: int = 1000
+    fetch_batch: int = 32
+    block_seconds: float = 2.0
+    visibility_timeout: float = 30.0
+    claim_interval: float = 5.0
+    shutdown_grace: float = 30.0
+    instance_id: str | None = None
+
+    _env_names: typing.ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        validate_namespace(self.namespace)
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"redis_url {redact_url(self.redis_url)!r} must start with redis://, rediss:// "
+                "or unix:// (set RMQ_REDIS_URL)"
+            )
+        positive = (
+            "connect_timeout", "socket_timeout", "max_connections", "default_queues",
+            "max_body_bytes", "send_timeout", "dedup_window", "max_batch_messages",
+            "max_pending_sends", "concurrency", "prefetch", "fetch_batch", "block_seconds",
+            "visibility_timeout", "claim_interval", "backoff_base", "backoff_cap",
+        )  # fmt: skip
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("send_retries", "shutdown_grace", "startup_timeout", "compress_threshold"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.default_queues > 1024:
+            raise ConfigError("default_queues must be <= 1024")
+        if self.dedup_window < self.send_timeout:
+            raise ConfigError(
+                f"dedup_window ({self.dedup_window}s) must be at least send_timeout "
+                f"({self.send_timeout}s), or a retried send could be stored twice"
+            )
+        if self.block_seconds >= self.socket_timeout:
+            raise ConfigError("block_seconds must be shorter than socket_timeout")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={redact_url(self.redis_url)!r}"
+            if f.name == "redis_url"
+            else f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+        )
+        return f"Settings({shown})"
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with `changes` applied (validated like the constructor)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def env_var(cls, name: str) -> str:
+        """The environment variable that sets field `name`."""
+        return f"RMQ_{name.upper()}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from `RMQ_*` variables; keyword `overrides` win over the environment."""
+        env = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = cls.env_var(f.name)
+            if f.name in overrides or var not in env:
+                continue
+            values[f.name] = _cast(var, env[var], hints[f.name])
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from exc
+
+
+def _cast(var: str, raw: str, hint: Any) -> Any:
+    text = raw.strip()
+    args = typing.get_args(hint)
+    if args and type(None) in args:
+        if not text:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool:
+            lowered = text.lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(raw)
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        return raw
+    except ValueError:
+        name = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"{var}={raw!r} is not a valid {name}") from None
+

@@ -1,0 +1,96 @@
+"""Topic metadata: how many queues a topic has. Kept in the hash `<ns>:topics`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from .connection import RedisConnection
+from .errors import ConfigError, TopicNotFound
+from .keys import NamespaceKeys
+from .names import validate_topic
+
+__all__ = ["TopicInfo", "Topics"]
+
+MAX_QUEUES = 1024
+_REFRESH_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    """A topic and its number of queues (streams)."""
+
+    name: str
+    queues: int
+    created_ms: int
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"queues": self.queues, "created_ms": self.created_ms})
+
+    @classmethod
+    def from_json(cls, name: str, raw: bytes | str) -> TopicInfo:
+        data = orjson.loads(raw)
+        return cls(name, int(data["queues"]), int(data.get("created_ms", 0)))
+
+
+class Topics:
+    """Reads, creates and caches topic metadata."""
+
+    def __init__(self, conn: RedisConnection, keys: NamespaceKeys) -> None:
+        self._conn = conn
+        self._keys = keys
+        self._cache: dict[str, tuple[TopicInfo, float]] = {}
+
+    def cached(self, topic: str) -> TopicInfo | None:
+        """The cached metadata of `topic` (possibly stale), without a round trip."""
+        hit = self._cache.get(topic)
+        return hit[0] if hit else None
+
+    async def get(self, topic: str) -> TopicInfo | None:
+        """Current metadata of `topic`, or None if it does not exist."""
+        raw = await self._conn.commands.hget(self._keys.topics, topic)  # type: ignore[misc]
+        if raw is None:
+            self._cache.pop(topic, None)
+            return None
+        info = TopicInfo.from_json(topic, raw)
+        self._cache[topic] = (info, time.monotonic())
+        return info
+
+    async def ensure(self, topic: str) -> TopicInfo:
+        """Metadata of `topic`, creating it with the default queue count unless `strict_topics`."""
+        hit = self._cache.get(topic)
+        if hit is not None and time.monotonic() - hit[1] < _REFRESH_SECONDS:
+            return hit[0]
+        validate_topic(topic)
+        info = await self.get(topic)
+        if info is not None:
+            return info
+        if self._conn.settings.strict_topics:
+            raise TopicNotFound(
+                f"topic {topic!r} does not exist and strict_topics is on; "
+                f"create it first (rmq topic create {topic})"
+            )
+        return await self.create(topic, self._conn.settings.default_queues)
+
+    async def create(self, topic: str, queues: int) -> TopicInfo:
+        """Create `topic` with `queues` queues unless it exists; return the stored metadata.
+
+        An existing topic keeps its queue count (compare `.queues` to see whether it differs).
+        """
+        validate_topic(topic)
+        if not 1 <= queues <= MAX_QUEUES:
+            raise ConfigError(f"a topic has 1..{MAX_QUEUES} queues, got {queues}")
+        info = TopicInfo(topic, queues, int(time.time() * 1000))
+        await self._conn.commands.hsetnx(self._keys.topics, topic, info.to_json())  # type: ignore[misc]
+        stored = await self.get(topic)
+        if stored is None:  # deleted between the two calls
+            return await self.create(topic, queues)
+        return stored
+
+    async def list(self) -> list[TopicInfo]:
+        """All topics of the namespace, sorted by name."""
+        raw = await self._conn.commands.hgetall(self._keys.topics)  # type: ignore[misc]
+        infos = [TopicInfo.from_json(k.decode(), v) for k, v in raw.items()]
+        return sorted(infos, key=lambda i: i.name)
