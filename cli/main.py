@@ -34,7 +34,9 @@ def root(
     ctx: typer.Context,
     redis_url: Annotated[
         str | None,
-        typer.Option("--redis-url", "-u", envvar="RMQ_REDIS_URL", help="Redis URL.", show_default=False),
+        typer.Option(
+            "--redis-url", "-u", envvar="RMQ_REDIS_URL", help="Redis URL.", show_default=False
+        ),
     ] = None,
     namespace: Annotated[
         str | None,
@@ -43,7 +45,9 @@ def root(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show versions and exit."),
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Show versions and exit."
+        ),
     ] = False,
 ) -> None:
     """Administer topics, groups and messages, and run workers."""

@@ -226,7 +226,9 @@ class App:
 
     # ------------------------------------------------------------------ consuming
 
-    def pull_consumer(self, topic: str, group: str, *, start: StartPosition = "last") -> PullConsumer:
+    def pull_consumer(
+        self, topic: str, group: str, *, start: StartPosition = "last"
+    ) -> PullConsumer:
         """A pull consumer (receive / ack / change_invisible_duration) for `topic` in `group`."""
         return PullConsumer(self.context, topic, group, self.name, start=start)
 
@@ -246,7 +248,9 @@ class App:
         A second SIGINT (or SIGTERM) stops at once: unfinished messages stay pending for others.
         """
         if not self._specs:
-            raise ConsumerError("no consumers registered: decorate a handler with @app.consumer(...)")
+            raise ConsumerError(
+                "no consumers registered: decorate a handler with @app.consumer(...)"
+            )
         self._stop_requested = anyio.Event()
         async with self:
             with anyio.CancelScope() as force:
@@ -274,7 +278,9 @@ class App:
             )  # fmt: skip
             task_status.started()
             await self._stop_requested.wait()
-            log.info("stopping: finishing in-flight messages (grace %.0fs)", self.settings.shutdown_grace)
+            log.info(
+                "stopping: finishing in-flight messages (grace %.0fs)", self.settings.shutdown_grace
+            )
             for consumer in self._consumers:
                 consumer.stop()
 

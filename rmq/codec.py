@@ -49,7 +49,10 @@ _dumps = orjson.dumps
 
 
 def encode_body(body: Any, max_bytes: int, compress_threshold: int) -> tuple[bytes, int]:
-    """Encode `body` to (payload, flags); raise `MessageTooLarge` above `max_bytes` (pre-compression)."""
+    """Encode `body` to (payload, flags).
+
+    Raises `MessageTooLarge` when the encoded body exceeds `max_bytes` (before compression).
+    """
     if isinstance(body, bytes):
         data, flags = body, FLAG_BYTES
     elif isinstance(body, str):

@@ -66,7 +66,7 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
-        delay = min(self.cap, self.base * (2**self.attempt))
+        delay: float = min(self.cap, self.base * 2.0**self.attempt)
         self.attempt += 1
         return delay * random.uniform(0.5, 1.0)
 

@@ -34,7 +34,9 @@ def _check(kind: str, name: object, limit: int) -> str:
     if not name:
         raise InvalidName(f"{kind} name must not be empty")
     if len(name) > limit:
-        raise InvalidName(f"{kind} name {name[:40]!r}... is {len(name)} chars; the limit is {limit}")
+        raise InvalidName(
+            f"{kind} name {name[:40]!r}... is {len(name)} chars; the limit is {limit}"
+        )
     if _NAME.fullmatch(name) is None:
         raise InvalidName(
             f"{kind} name {name!r} may only contain letters, digits, '_' and '-' "

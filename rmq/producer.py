@@ -1,4 +1,4 @@
-"""Producer: sync, async, one-way and batch sends with round-robin, sharding-key or custom selection.
+"""Producer: sync, async, one-way and batch sends; round-robin, sharding-key or custom selection.
 
 Concurrent sends are coalesced (group commit): while one round trip is in flight, new messages
 queue up, and the next round trip carries all of them, one `send` script call per queue. A lone
@@ -60,7 +60,7 @@ class _Outgoing:
 
 
 class Producer:
-    """Sends messages. Get one from `app.producer(group=...)`; `app.send(...)` uses a default one."""
+    """Sends messages; get one from `app.producer(group=...)` (`app.send` uses a default one)."""
 
     def __init__(self, context: Callable[[], Context], group: str | None = None) -> None:
         if group is not None:
@@ -98,7 +98,9 @@ class Producer:
         if self._outstanding >= ctx.settings.max_pending_sends:
             await self._wait_for_space()
         loop = asyncio.get_running_loop()
-        item = _Outgoing(topic, args, loop.create_future(), time.monotonic() + ctx.settings.send_timeout)
+        item = _Outgoing(
+            topic, args, loop.create_future(), time.monotonic() + ctx.settings.send_timeout
+        )
         item.queue_id = self._select(info, body, tag, keys, properties, sharding_key, selector)
         self._outstanding += 1
         assert item.future is not None
@@ -139,7 +141,9 @@ class Producer:
         future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
         if callback is not None or on_error is not None:
             future.add_done_callback(_callback_adapter(callback, on_error))
-        self._submit_nowait(ctx, topic, args, future, (body, tag, keys, properties), sharding_key, selector)
+        self._submit_nowait(
+            ctx, topic, args, future, (body, tag, keys, properties), sharding_key, selector
+        )
         return future
 
     def send_oneway(
@@ -156,7 +160,9 @@ class Producer:
         """Fire and forget: queue the message for the next round trip; failures are only logged."""
         ctx = self._ctx()
         args = self._encode(ctx, body, tag, keys, properties)
-        self._submit_nowait(ctx, topic, args, None, (body, tag, keys, properties), sharding_key, selector)
+        self._submit_nowait(
+            ctx, topic, args, None, (body, tag, keys, properties), sharding_key, selector
+        )
 
     async def send_batch(
         self,
@@ -166,7 +172,7 @@ class Producer:
         sharding_key: str | None = None,
         selector: QueueSelector | None = None,
     ) -> list[SendResult]:
-        """Send several messages to one queue in one script call (one round trip, consecutive offsets).
+        """Send messages to one queue in one script call: one round trip, consecutive offsets.
 
         Items that are not `Message` objects are used as bodies.
         """
@@ -255,10 +261,13 @@ class Producer:
                 raise ConfigError("sharding_key must be a non-empty str")
             return zlib.crc32(sharding_key.encode()) % info.queues
         if selector is not None:
-            queue_id = selector(info.queues, Message(body, tag=tag, keys=list(keys or []), properties=properties))
+            queue_id = selector(
+                info.queues, Message(body, tag=tag, keys=list(keys or []), properties=properties)
+            )
             if not isinstance(queue_id, int) or not 0 <= queue_id < info.queues:
+                last = info.queues - 1
                 raise ConfigError(
-                    f"selector returned {queue_id!r}; topic {info.name!r} has queues 0..{info.queues - 1}"
+                    f"selector returned {queue_id!r}; topic {info.name!r} has queues 0..{last}"
                 )
             return queue_id
         n = self._round_robin.get(info.name, 0)
@@ -395,7 +404,8 @@ class Producer:
             if backoff.attempt > settings.send_retries or time.monotonic() + delay >= deadline:
                 error = BrokerUnavailable(
                     f"send to {ctx.conn.url} failed after {backoff.attempt} attempt(s) within "
-                    f"{settings.send_timeout}s; the message may or may not be stored: {last_error!r}"
+                    f"{settings.send_timeout}s; the message may or may not be stored: "
+                    f"{last_error!r}"
                 )
                 error.__cause__ = last_error
                 for chunk in retry:
@@ -414,7 +424,11 @@ class Producer:
             if future is not None and not future.done():
                 future.set_result(
                     SendResult(
-                        SendStatus.SEND_OK, item.args[1], item.topic, item.queue_id, entry_id.decode()
+                        SendStatus.SEND_OK,
+                        item.args[1],
+                        item.topic,
+                        item.queue_id,
+                        entry_id.decode(),
                     )
                 )
         self._done(len(chunk))

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from .errors import ScriptError
+from .streams import call
 
 __all__ = ["SCRIPT_NAMES", "Script", "Scripts"]
 
@@ -71,17 +72,15 @@ class Scripts:
         """Run script `name` with EVALSHA, loading it first if the server does not know it."""
         script = self._by_name[name]
         try:
-            return await client.execute_command(*script.evalsha_args(keys, args))
+            return await call(client, *script.evalsha_args(keys, args))
         except NoScriptError:
             await self.load_all(client)
-            return await client.execute_command(*script.evalsha_args(keys, args))
+            return await call(client, *script.evalsha_args(keys, args))
         except ResponseError as exc:
             raise_script_error(name, exc)
             raise
 
-    async def pipeline(
-        self, client: Redis, commands: Sequence[tuple[Any, ...]]
-    ) -> list[Any]:
+    async def pipeline(self, client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Run `commands` in one pipeline (one round trip). Results may be exceptions.
 
         Commands that failed with NOSCRIPT (the server restarted without persistence, or ran
@@ -105,11 +104,11 @@ class Scripts:
 
     async def _single(self, client: Redis, command: tuple[Any, ...]) -> Any:
         try:
-            return await client.execute_command(*command)
+            return await call(client, *command)
         except NoScriptError:
             await self.load_all(client)
             try:
-                return await client.execute_command(*command)
+                return await call(client, *command)
             except ResponseError as exc:
                 return exc
         except ResponseError as exc:

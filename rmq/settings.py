@@ -170,4 +170,3 @@ def _cast(var: str, raw: str, hint: Any) -> Any:
     except ValueError:
         name = getattr(hint, "__name__", str(hint))
         raise ConfigError(f"{var}={raw!r} is not a valid {name}") from None
-

@@ -11,6 +11,7 @@ from .connection import RedisConnection
 from .errors import ConfigError, TopicNotFound
 from .keys import NamespaceKeys
 from .names import validate_topic
+from .streams import call
 
 __all__ = ["TopicInfo", "Topics"]
 
@@ -50,7 +51,7 @@ class Topics:
 
     async def get(self, topic: str) -> TopicInfo | None:
         """Current metadata of `topic`, or None if it does not exist."""
-        raw = await self._conn.commands.hget(self._keys.topics, topic)  # type: ignore[misc]
+        raw = await self._conn.commands.hget(self._keys.topics, topic)
         if raw is None:
             self._cache.pop(topic, None)
             return None
@@ -83,7 +84,7 @@ class Topics:
         if not 1 <= queues <= MAX_QUEUES:
             raise ConfigError(f"a topic has 1..{MAX_QUEUES} queues, got {queues}")
         info = TopicInfo(topic, queues, int(time.time() * 1000))
-        await self._conn.commands.hsetnx(self._keys.topics, topic, info.to_json())  # type: ignore[misc]
+        await self._conn.commands.hsetnx(self._keys.topics, topic, info.to_json())
         stored = await self.get(topic)
         if stored is None:  # deleted between the two calls
             return await self.create(topic, queues)
@@ -91,6 +92,6 @@ class Topics:
 
     async def list(self) -> list[TopicInfo]:
         """All topics of the namespace, sorted by name."""
-        raw = await self._conn.commands.hgetall(self._keys.topics)  # type: ignore[misc]
+        raw: dict[bytes, bytes] = await call(self._conn.commands, "HGETALL", self._keys.topics)
         infos = [TopicInfo.from_json(k.decode(), v) for k, v in raw.items()]
         return sorted(infos, key=lambda i: i.name)

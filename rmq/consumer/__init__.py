@@ -4,4 +4,11 @@ from .pull import PullConsumer
 from .push import ConsumerStats, PushConsumer
 from .spec import ConsumerSpec, Handler, StartPosition
 
-__all__ = ["ConsumerSpec", "ConsumerStats", "Handler", "PullConsumer", "PushConsumer", "StartPosition"]
+__all__ = [
+    "ConsumerSpec",
+    "ConsumerStats",
+    "Handler",
+    "PullConsumer",
+    "PushConsumer",
+    "StartPosition",
+]

@@ -80,7 +80,10 @@ async def dead_letter(
     ]  # fmt: skip
     result = await ctx.conn.retry(
         lambda: ctx.conn.scripts.call(
-            ctx.conn.commands, "dead_letter", (queue.stream, queue.dlq(group)), (group, entry_id, *meta)
+            ctx.conn.commands,
+            "dead_letter",
+            (queue.stream, queue.dlq(group)),
+            (group, entry_id, *meta),
         ),
         deadline=time.monotonic() + ctx.settings.socket_timeout,
         what="dead-letter",
@@ -105,7 +108,9 @@ async def declare_group(ctx: Context, topic: str, group: str, start: StartPositi
     begin = start_argument(start)
     conn = ctx.conn
     commands = [
-        conn.scripts["declare_group"].evalsha_args((ctx.keys.queue(topic, q).stream,), (group, begin))
+        conn.scripts["declare_group"].evalsha_args(
+            (ctx.keys.queue(topic, q).stream,), (group, begin)
+        )
         for q in range(info.queues)
     ]
     commands.append(("SADD", ctx.keys.topic_groups(topic), group))

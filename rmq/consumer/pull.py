@@ -96,7 +96,9 @@ class PullConsumer:
         commands = []
         for (stream, queue_id), offsets in by_stream.items():
             inv = self.ctx.keys.queue(self.topic, queue_id).invisible(self.group)
-            commands.append(conn.scripts["pull_ack"].evalsha_args((stream, inv), (self.group, *offsets)))
+            commands.append(
+                conn.scripts["pull_ack"].evalsha_args((stream, inv), (self.group, *offsets))
+            )
         results = await conn.scripts.pipeline(conn.commands, commands)
         acked = 0
         for result in results:
@@ -183,7 +185,9 @@ class PullConsumer:
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
             got += 1
             try:
-                msg = to_message(entry_id, fields, self.topic, queue_id, self.group, stream, deliveries)
+                msg = to_message(
+                    entry_id, fields, self.topic, queue_id, self.group, stream, deliveries
+                )
             except DecodeError as exc:
                 await dead_letter(
                     self.ctx, topic=self.topic, queue_id=queue_id, group=self.group,
@@ -193,7 +197,7 @@ class PullConsumer:
             out.append(msg)
         return got
 
-    async def _wait_for_new(self, last_ids: dict[str, str], timeout: float) -> None:
-        """Block until an entry newer than `last_ids` arrives on any queue, or `timeout`."""
-        block_ms = max(1, int(min(timeout, self.ctx.settings.block_seconds) * 1000))
+    async def _wait_for_new(self, last_ids: dict[str, str], seconds: float) -> None:
+        """Block until an entry newer than `last_ids` arrives on any queue, or `seconds` pass."""
+        block_ms = max(1, int(min(seconds, self.ctx.settings.block_seconds) * 1000))
         await self.ctx.conn.readers.xread(last_ids, count=1, block=block_ms)  # type: ignore[arg-type]

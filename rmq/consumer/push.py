@@ -24,6 +24,7 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -33,6 +34,7 @@ from ..connection import Backoff, is_nogroup, is_transient
 from ..context import Context
 from ..errors import DecodeError
 from ..message import Message
+from ..streams import Entry, xautoclaim, xpending_rows, xreadgroup
 from .inbound import dead_letter, declare_group, to_message
 from .spec import ConsumerSpec
 
@@ -136,7 +138,12 @@ class PushConsumer:
                         fetchers.cancel_scope.cancel()
                     workers.cancel_scope.deadline = anyio.current_time() + grace
                     if self._running:
-                        log.info("%s: waiting up to %.0fs for %d handler(s)", self.spec.name, grace, self._running)
+                        log.info(
+                            "%s: waiting up to %.0fs for %d handler(s)",
+                            self.spec.name,
+                            grace,
+                            self._running,
+                        )
                 services.cancel_scope.cancel()
         finally:
             with anyio.move_on_after(max(grace, 5.0), shield=True):
@@ -147,7 +154,11 @@ class PushConsumer:
             await self._flush_acks()
             await self._release_own_pending()
         except Exception as exc:
-            log.warning("%s: could not flush at shutdown (%r); unacked entries stay pending", self.spec.name, exc)
+            log.warning(
+                "%s: could not flush at shutdown (%r); unacked entries stay pending",
+                self.spec.name,
+                exc,
+            )
         for task in list(self._side_tasks):
             task.cancel()
 
@@ -168,11 +179,11 @@ class PushConsumer:
             count = max(1, min(self.fetch_batch, room // max(1, len(self._queues))))
             try:
                 if drain:
-                    reply = await readers.xreadgroup(self.group, self.name, drain, count=count)  # type: ignore[arg-type]
+                    reply = await xreadgroup(readers, self.group, self.name, drain, count)
                 else:
                     streams = dict.fromkeys(self._queues, ">")
-                    reply = await readers.xreadgroup(
-                        self.group, self.name, streams, count=count, block=block_ms  # type: ignore[arg-type]
+                    reply = await xreadgroup(
+                        readers, self.group, self.name, streams, count, block_ms
                     )
             except Exception as exc:
                 drain = dict.fromkeys(self._queues, "0")
@@ -181,8 +192,7 @@ class PushConsumer:
             backoff.reset()
             if drain:
                 finished = set(drain)
-                for stream_name, entries in reply or ():
-                    stream = stream_name.decode()
+                for stream, entries in reply:
                     if entries:
                         drain[stream] = entries[-1][0].decode()
                         finished.discard(stream)
@@ -190,29 +200,32 @@ class PushConsumer:
                 for stream in finished:
                     drain.pop(stream, None)
             else:
-                for stream_name, entries in reply or ():
-                    await self._accept(stream_name.decode(), entries, redelivered=False)
+                for stream, entries in reply:
+                    await self._accept(stream, entries, redelivered=False)
 
     async def _on_fetch_error(self, exc: Exception, backoff: Backoff) -> None:
+        error: Exception = exc
         if is_nogroup(exc):
             log.warning("%s: consumer group missing (%s); declaring it again", self.spec.name, exc)
             try:
                 await self.declare()
-            except Exception as declare_exc:
-                exc = declare_exc
+            except Exception as declare_error:
+                error = declare_error
             else:
                 return
         delay = backoff.next_delay()
-        if is_transient(exc):
-            log.warning("%s: Redis unavailable (%s); retrying in %.2fs", self.spec.name, exc, delay)
+        if is_transient(error):
+            log.warning(
+                "%s: Redis unavailable (%s); retrying in %.2fs", self.spec.name, error, delay
+            )
         else:
-            log.error("%s: fetch failed: %r; retrying in %.2fs", self.spec.name, exc, delay)
+            log.error("%s: fetch failed: %r; retrying in %.2fs", self.spec.name, error, delay)
         await anyio.sleep(delay)
 
     async def _accept(
         self,
         stream: str,
-        entries: list[tuple[bytes, dict[bytes, bytes] | None]],
+        entries: list[Entry],
         *,
         redelivered: bool,
         deliveries: dict[str, int] | None = None,
@@ -236,7 +249,9 @@ class PushConsumer:
                 continue
             count = deliveries.get(offset, 2) if deliveries is not None else 1
             try:
-                msg = to_message(entry_id, fields, self.topic, queue.queue_id, self.group, stream, count)
+                msg = to_message(
+                    entry_id, fields, self.topic, queue.queue_id, self.group, stream, count
+                )
             except DecodeError as exc:
                 undecodable.append((offset, exc))
                 continue
@@ -250,24 +265,22 @@ class PushConsumer:
         if trimmed:
             self.stats.trimmed += len(trimmed)
             log.warning(
-                "%s: %d pending entr%s of %s lost their payload (trimmed or deleted); acknowledging",
-                self.spec.name, len(trimmed), "y" if len(trimmed) == 1 else "ies", stream,
+                "%s: %d pending entries of %s lost their payload (trimmed or deleted); acking them",
+                self.spec.name, len(trimmed), stream,
             )  # fmt: skip
             self._acks.setdefault(stream, []).extend(trimmed)
             self._ack_wakeup.set()
-        for offset, exc in undecodable:
-            self._spawn(self._set_aside(queue, offset, exc))
+        for offset, error in undecodable:
+            self._spawn(self._set_aside(queue, offset, error))
 
-    async def _delivery_counts(
-        self, stream: str, entries: list[tuple[bytes, dict[bytes, bytes] | None]]
-    ) -> dict[str, int]:
+    async def _delivery_counts(self, stream: str, entries: list[Entry]) -> dict[str, int]:
         if not entries:
             return {}
-        rows = await self.ctx.conn.commands.xpending_range(
-            stream, self.group, min=entries[0][0], max=entries[-1][0], count=len(entries) * 2,
-            consumername=self.name,
+        rows = await xpending_rows(
+            self.ctx.conn.commands, stream, self.group, entries[0][0], entries[-1][0],
+            len(entries) * 2, self.name,
         )  # fmt: skip
-        return {row["message_id"].decode(): int(row["times_delivered"]) for row in rows}
+        return {row.entry_id.decode(): row.deliveries for row in rows}
 
     async def _set_aside(self, queue: _Queue, offset: str, exc: DecodeError) -> None:
         try:
@@ -276,7 +289,9 @@ class PushConsumer:
                 entry_id=offset, reason="undecodable", error=exc,
             )  # fmt: skip
         except Exception as err:
-            log.error("%s: could not set aside undecodable entry %s: %r", self.spec.name, offset, err)
+            log.error(
+                "%s: could not set aside undecodable entry %s: %r", self.spec.name, offset, err
+            )
             return
         if result:
             self.stats.dead_lettered += 1
@@ -343,7 +358,7 @@ class PushConsumer:
             acks, self._acks = self._acks, {}
             commands = [("XACK", stream, self.group, *ids) for stream, ids in acks.items()]
             results = await conn.retry(
-                lambda: conn.scripts.pipeline(conn.commands, commands), what="acknowledging"
+                partial(conn.scripts.pipeline, conn.commands, commands), what="acknowledging"
             )
             for (stream, ids), result in zip(acks.items(), results, strict=True):
                 if isinstance(result, BaseException):
@@ -399,13 +414,11 @@ class PushConsumer:
             room = self.prefetch - self._held_count
             if room <= 0 or self._stopping:
                 return
-            reply = await commands.xautoclaim(
-                queue.stream, self.group, self.name, min_idle, queue.claim_cursor,
-                count=min(_CLAIM_COUNT, room),
+            cursor, entries, deleted = await xautoclaim(
+                commands, queue.stream, self.group, self.name, min_idle, queue.claim_cursor,
+                min(_CLAIM_COUNT, room),
             )  # fmt: skip
-            cursor, entries = reply[0], reply[1]
-            deleted = reply[2] if len(reply) > 2 else []
-            queue.claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+            queue.claim_cursor = cursor
             if deleted:
                 self.stats.trimmed += len(deleted)
                 log.warning(
@@ -414,7 +427,9 @@ class PushConsumer:
                 )  # fmt: skip
             if entries:
                 self.stats.reclaimed += len(entries)
-                log.info("%s: claimed %d idle entries of %s", self.spec.name, len(entries), queue.stream)
+                log.info(
+                    "%s: claimed %d idle entries of %s", self.spec.name, len(entries), queue.stream
+                )
                 await self._accept(queue.stream, entries, redelivered=True)
 
     async def _reap_consumers(self) -> None:
@@ -432,12 +447,12 @@ class PushConsumer:
         for stream in self._queues:
             start = "-"
             while True:
-                rows = await conn.commands.xpending_range(
-                    stream, self.group, min=start, max="+", count=500, consumername=self.name
+                rows = await xpending_rows(
+                    conn.commands, stream, self.group, start, "+", 500, self.name
                 )
                 if not rows:
                     break
-                ids = [row["message_id"] for row in rows]
+                ids = [row.entry_id for row in rows]
                 await conn.scripts.call(
                     conn.commands, "set_idle", (stream,), (self.group, self.name, idle, *ids)
                 )
