@@ -54,6 +54,7 @@ class App:
         self._default_producer = self.producer()
         self._consumers: list[PushConsumer] = []
         self._stop_requested: anyio.Event | None = None
+        self._pull_consumers = 0
 
     def __repr__(self) -> str:
         return f"<rmq.App namespace={self.settings.namespace!r} consumers={len(self._specs)}>"
@@ -230,7 +231,9 @@ class App:
         self, topic: str, group: str, *, start: StartPosition = "last"
     ) -> PullConsumer:
         """A pull consumer (receive / ack / change_invisible_duration) for `topic` in `group`."""
-        return PullConsumer(self.context, topic, group, self.name, start=start)
+        self._pull_consumers += 1
+        name = f"{self.name}-p{self._pull_consumers}"
+        return PullConsumer(self.context, topic, group, name, start=start)
 
     def stop(self) -> None:
         """Ask `run()` to stop gracefully."""

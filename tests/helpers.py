@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 
@@ -28,10 +30,23 @@ def make_settings(redis_url: str, namespace: str, **overrides: object) -> rmq.Se
     return rmq.Settings(**values)  # type: ignore[arg-type]
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+async def wait_until(
+    condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
     """Poll `condition` every 10 ms until it holds; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await anyio.sleep(0.01)
+
+
+@asynccontextmanager
+async def running(app: rmq.App) -> AsyncIterator[rmq.App]:
+    """Run `app`'s consumers in the background for the duration of the block, then stop them."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(partial(app.run, handle_signals=False))
+        try:
+            yield app
+        finally:
+            app.stop()
