@@ -15,7 +15,9 @@ async def test_send_and_consume(app: rmq.App) -> None:
 
     async with anyio.create_task_group() as tg:
         await tg.start(lambda task_status: app.run(handle_signals=False, task_status=task_status))
-        r = await app.send("orders", {"id": 1}, tag="paid", keys=["order-1"], properties={"region": "eu"})
+        r = await app.send(
+            "orders", {"id": 1}, tag="paid", keys=["order-1"], properties={"region": "eu"}
+        )
         assert r.status is rmq.SendStatus.SEND_OK
         await wait_until(lambda: len(got) == 1)
         app.stop()
