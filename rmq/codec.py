@@ -33,6 +33,7 @@ __all__ = [
     "DecodedEntry",
     "decode_body",
     "decode_entry",
+    "decode_fields",
     "encode_body",
     "encode_properties",
 ]
@@ -124,6 +125,40 @@ class DecodedEntry:
         self.body = body
 
 
+_OUR_LAYOUT = (b"i", b"t", b"k", b"p", b"c", b"d")
+
+
+def decode_fields(entry_id: str, flat: list[bytes] | dict[bytes, bytes]) -> DecodedEntry:
+    """Decode an entry given as a raw flat `[field, value, ...]` list (or a dict).
+
+    rmq's own entries (fields i, t, k, p, c, d in that order) take a fast path.
+    """
+    if isinstance(flat, dict):
+        return decode_entry(entry_id, flat)
+    if len(flat) == 12 and tuple(flat[0::2]) == _OUR_LAYOUT:
+        msg_id, tag, keys, props, flags, data = flat[1::2]
+        try:
+            return DecodedEntry(
+                msg_id.decode(),
+                tag.decode() if tag else None,
+                keys.decode().split(" ") if keys else [],
+                _properties(props),
+                decode_body(data, int(flags)),
+            )
+        except (DecodeError, ValueError, UnicodeDecodeError):
+            pass  # fall through: the slow path reports precisely what is wrong
+    return decode_entry(entry_id, dict(zip(flat[0::2], flat[1::2], strict=False)))
+
+
+def _properties(raw: bytes) -> dict[str, str]:
+    if not raw:
+        return {}
+    value = _loads(raw)
+    if not isinstance(value, dict):
+        raise DecodeError("properties field 'p' is not a JSON object")
+    return value
+
+
 def decode_entry(entry_id: str, fields: dict[bytes, bytes]) -> DecodedEntry:
     """Decode a stream entry's fields; raise `DecodeError` (with the raw fields) if impossible."""
     data = fields.get(b"d")
@@ -138,10 +173,7 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes]) -> DecodedEntry:
         tag = raw_tag.decode() if raw_tag else None
         raw_keys = fields.get(b"k")
         keys = raw_keys.decode().split(" ") if raw_keys else []
-        raw_props = fields.get(b"p")
-        properties = _loads(raw_props) if raw_props else {}
-        if not isinstance(properties, dict):
-            raise DecodeError("properties field 'p' is not a JSON object", fields)
+        properties = _properties(fields.get(b"p") or b"")
         body = decode_body(data, flags)
     except DecodeError as exc:
         raise DecodeError(exc.reason, fields) from exc

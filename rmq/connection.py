@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .errors import BrokerUnavailable
 from .scripts import Scripts
 from .settings import Settings, redact_url
+from .wire import Wire
 
 __all__ = ["Backoff", "RedisConnection", "is_nogroup", "is_transient"]
 
@@ -101,6 +102,8 @@ class RedisConnection:
             )
         )
         self.scripts = Scripts()
+        # Dedicated connections for hot loops; each Wire applies its own deadline per round trip.
+        self.wire_pool = _pool(settings, None, client_name)
 
     async def open(self) -> None:
         """Wait until Redis answers (up to `startup_timeout`) and load the scripts."""
@@ -111,10 +114,15 @@ class RedisConnection:
 
         await self.retry(ready, deadline=time.monotonic() + self.settings.startup_timeout)
 
+    def wire(self) -> Wire:
+        """A dedicated connection for one loop (see `rmq.wire`)."""
+        return Wire(self.wire_pool, self.scripts)
+
     async def close(self) -> None:
         for client in (self.commands, self.readers):
             await client.aclose()
             await client.connection_pool.disconnect()
+        await self.wire_pool.disconnect()
 
     async def retry(
         self,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .ids import born_ms
+
 __all__ = ["Message", "SendResult", "SendStatus"]
 
 
@@ -80,7 +82,6 @@ class Message:
     @classmethod
     def _received(
         cls,
-        *,
         body: Any,
         tag: str | None,
         keys: list[str],
@@ -91,11 +92,9 @@ class Message:
         offset: str,
         group: str | None,
         stream: str,
-        born_ms: int | None,
-        stored_ms: int | None,
-        reconsume_times: int = 0,
-        delivery_count: int = 1,
+        delivery_count: int,
     ) -> Message:
+        """A received message (positional for speed: this runs once per message)."""
         msg = object.__new__(cls)
         msg.body = body
         msg.tag = tag
@@ -107,20 +106,24 @@ class Message:
         msg.offset = offset
         msg.group = group
         msg._stream = stream
-        msg._born_ms = born_ms
-        msg._stored_ms = stored_ms
-        msg.reconsume_times = reconsume_times
+        msg._born_ms = None
+        msg._stored_ms = None
+        msg.reconsume_times = delivery_count - 1
         msg.delivery_count = delivery_count
         return msg
 
     @property
     def born_at(self) -> datetime | None:
-        """When the producer created the message (UTC)."""
-        return _to_datetime(self._born_ms)
+        """When the producer created the message (UTC); for foreign entries, `stored_at`."""
+        if self._born_ms is None and self.msg_id:
+            self._born_ms = born_ms(self.msg_id)
+        return _to_datetime(self._born_ms) or self.stored_at
 
     @property
     def stored_at(self) -> datetime | None:
         """When the message became visible in its queue (UTC): the stream entry's time."""
+        if self._stored_ms is None and self.offset:
+            self._stored_ms = int(self.offset.partition("-")[0])
         return _to_datetime(self._stored_ms)
 
     def __repr__(self) -> str:

@@ -25,6 +25,7 @@ from .message import Message, SendResult, SendStatus
 from .names import validate_group, validate_keys, validate_properties, validate_tag
 from .scripts import raise_script_error
 from .topics import TopicInfo
+from .wire import Wire
 
 __all__ = ["Producer", "QueueSelector", "SendCallback", "ErrorCallback"]
 
@@ -77,6 +78,7 @@ class Producer:
         self._background: set[asyncio.Task[Any]] = set()
         self._batch_ids = 0
         self._closed = False
+        self._wire: tuple[Context, Wire] | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -374,13 +376,12 @@ class Producer:
         settings = ctx.settings
         chunks = self._chunks(items, settings.max_batch_messages)
         backoff = Backoff(settings.backoff_base, settings.backoff_cap)
-        client = ctx.conn.commands
+        wire = self._wire_for(ctx)
         while chunks:
             commands = [self._command(ctx, chunk, time.time()) for chunk in chunks]
             deadline = min(item.deadline for chunk in chunks for item in chunk)
             try:
-                async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
-                    results = await ctx.conn.scripts.pipeline(client, commands)
+                results = await wire.execute(commands, max(0.001, deadline - time.monotonic()))
             except Exception as exc:
                 if not is_transient(exc) and not isinstance(exc, TimeoutError):
                     for chunk in chunks:
@@ -417,6 +418,12 @@ class Producer:
                 for item in chunk:
                     item.args[0] = 1  # look the msg_id up before storing again
             chunks = retry
+
+    def _wire_for(self, ctx: Context) -> Wire:
+        """The producer's own connection (one flush at a time uses it), per open context."""
+        if self._wire is None or self._wire[0] is not ctx:
+            self._wire = (ctx, ctx.conn.wire())
+        return self._wire[1]
 
     def _resolve(self, chunk: list[_Outgoing], ids: list[bytes]) -> None:
         for item, entry_id in zip(chunk, ids, strict=True):

@@ -1,19 +1,20 @@
 """Typed wrappers for the stream commands rmq sends directly (redis-py's own are untyped).
 
-Replies use RESP2 shapes: an entry is `(id: bytes, fields: dict[bytes, bytes] | None)`, where
-None or `{}` means the entry's payload is gone (trimmed or deleted while still pending).
+Replies use RESP2 shapes. An entry's fields of None or `{}` mean its payload is gone (trimmed or
+deleted while still pending).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
-__all__ = ["Entry", "PendingRow", "call", "xautoclaim", "xpending_rows", "xreadgroup"]
+__all__ = ["Entry", "PendingRow", "call", "xautoclaim", "xpending_rows"]
 
-Entry = tuple[bytes, dict[bytes, bytes] | None]
+Entry = Sequence[Any]
+"""`(id, fields)`: fields as a dict (parsed replies) or a flat list (raw); None if trimmed."""
 
 
 class PendingRow(NamedTuple):
@@ -28,27 +29,6 @@ class PendingRow(NamedTuple):
 async def call(client: Redis, *args: Any, **options: Any) -> Any:
     """`execute_command` with an Any result (redis-py applies its response parser by name)."""
     return await client.execute_command(*args, **options)  # type: ignore[no-untyped-call]
-
-
-async def xreadgroup(
-    client: Redis,
-    group: str,
-    consumer: str,
-    streams: Mapping[str, str],
-    count: int,
-    block_ms: int | None = None,
-) -> list[tuple[str, list[Entry]]]:
-    """XREADGROUP (always with COUNT); returns [(stream, entries)], empty on a BLOCK timeout."""
-    args: list[Any] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count]
-    if block_ms is not None:
-        args += ["BLOCK", block_ms]
-    args.append("STREAMS")
-    args.extend(streams.keys())
-    args.extend(streams.values())
-    reply = await call(client, *args)
-    if not reply:
-        return []
-    return [(name.decode(), entries) for name, entries in reply]
 
 
 async def xautoclaim(

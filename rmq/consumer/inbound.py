@@ -6,9 +6,8 @@ import logging
 import time
 from typing import Any
 
-from ..codec import decode_entry
+from ..codec import decode_fields
 from ..context import Context
-from ..ids import born_ms
 from ..message import Message
 from ..topics import TopicInfo
 from .spec import StartPosition, start_argument
@@ -20,34 +19,20 @@ log = logging.getLogger("rmq.consumer")
 
 def to_message(
     entry_id: bytes,
-    fields: dict[bytes, bytes],
+    fields: list[bytes] | dict[bytes, bytes],
     topic: str,
     queue_id: int,
     group: str | None,
     stream: str,
     delivery_count: int = 1,
 ) -> Message:
-    """Decode one entry; raises `DecodeError` carrying the raw fields."""
+    """Decode one entry (raw flat field list or dict); raises `DecodeError` with the raw fields."""
     offset = entry_id.decode()
-    decoded = decode_entry(offset, fields)
-    stored = int(offset.partition("-")[0])
-    born = born_ms(decoded.msg_id)
+    d = decode_fields(offset, fields)
     return Message._received(
-        body=decoded.body,
-        tag=decoded.tag,
-        keys=decoded.keys,
-        properties=decoded.properties,
-        msg_id=decoded.msg_id,
-        topic=topic,
-        queue_id=queue_id,
-        offset=offset,
-        group=group,
-        stream=stream,
-        born_ms=stored if born is None else born,
-        stored_ms=stored,
-        reconsume_times=delivery_count - 1,
-        delivery_count=delivery_count,
-    )
+        d.body, d.tag, d.keys, d.properties, d.msg_id, topic, queue_id, offset, group, stream,
+        delivery_count,
+    )  # fmt: skip
 
 
 async def dead_letter(

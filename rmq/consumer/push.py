@@ -34,7 +34,8 @@ from ..connection import Backoff, is_nogroup, is_transient
 from ..context import Context
 from ..errors import DecodeError
 from ..message import Message
-from ..streams import Entry, xautoclaim, xpending_rows, xreadgroup
+from ..streams import Entry, xautoclaim, xpending_rows
+from ..wire import Wire
 from .inbound import dead_letter, declare_group, to_message
 from .spec import ConsumerSpec
 
@@ -102,6 +103,7 @@ class PushConsumer:
         self._stopping = False
         self._running = 0
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._ack_wire: Wire | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -161,47 +163,54 @@ class PushConsumer:
             )
         for task in list(self._side_tasks):
             task.cancel()
+        if self._ack_wire is not None:
+            await self._ack_wire.close()
 
     # ------------------------------------------------------------------ fetching
 
     async def _fetch_loop(self) -> None:
         settings = self.ctx.settings
-        readers = self.ctx.conn.readers
-        block_ms = int(settings.block_seconds * 1000)
+        wire = self.ctx.conn.wire()
+        timeout = settings.block_seconds + settings.socket_timeout
+        head = ("XREADGROUP", "GROUP", self.group, self.name, "COUNT")
+        block = ("BLOCK", int(settings.block_seconds * 1000), "STREAMS")
         backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         drain: dict[str, str] = dict.fromkeys(self._queues, "0")
-        while True:
-            room = self.prefetch - self._held_count
-            if room <= 0:
-                self._room.clear()
-                await self._room.wait()
-                continue
-            count = max(1, min(self.fetch_batch, room // max(1, len(self._queues))))
-            try:
-                if drain:
-                    reply = await xreadgroup(readers, self.group, self.name, drain, count)
+        try:
+            while True:
+                room = self.prefetch - self._held_count
+                if room <= 0:
+                    self._room.clear()
+                    await self._room.wait()
+                    continue
+                count = max(1, min(self.fetch_batch, room // len(self._queues)))
+                if drain:  # this consumer's own pending entries first
+                    command = (*head, count, "STREAMS", *drain, *drain.values())
                 else:
-                    streams = dict.fromkeys(self._queues, ">")
-                    reply = await xreadgroup(
-                        readers, self.group, self.name, streams, count, block_ms
-                    )
-            except Exception as exc:
-                drain = dict.fromkeys(self._queues, "0")
-                await self._on_fetch_error(exc, backoff)
-                continue
-            backoff.reset()
-            if drain:
-                finished = set(drain)
-                for stream, entries in reply:
-                    if entries:
-                        drain[stream] = entries[-1][0].decode()
-                        finished.discard(stream)
-                        await self._accept(stream, entries, redelivered=True)
-                for stream in finished:
-                    drain.pop(stream, None)
-            else:
-                for stream, entries in reply:
-                    await self._accept(stream, entries, redelivered=False)
+                    streams = self._queues.keys()
+                    command = (*head, count, *block, *streams, *(">",) * len(streams))
+                try:
+                    reply = await wire.call(*command, seconds=timeout)
+                except Exception as exc:
+                    drain = dict.fromkeys(self._queues, "0")
+                    await self._on_fetch_error(exc, backoff)
+                    continue
+                backoff.reset()
+                if drain:
+                    finished = set(drain)
+                    for raw_name, entries in reply or ():
+                        stream = raw_name.decode()
+                        if entries:
+                            drain[stream] = entries[-1][0].decode()
+                            finished.discard(stream)
+                            await self._accept(stream, entries, redelivered=True)
+                    for stream in finished:
+                        drain.pop(stream, None)
+                else:
+                    for raw_name, entries in reply or ():
+                        await self._accept(raw_name.decode(), entries, redelivered=False)
+        finally:
+            await wire.close()
 
     async def _on_fetch_error(self, exc: Exception, backoff: Backoff) -> None:
         error: Exception = exc
@@ -353,12 +362,15 @@ class PushConsumer:
             await self._flush_acks()
 
     async def _flush_acks(self) -> None:
-        conn = self.ctx.conn
+        if self._ack_wire is None:
+            self._ack_wire = self.ctx.conn.wire()
+        wire = self._ack_wire
+        timeout = self.ctx.settings.socket_timeout
         while self._acks:
             acks, self._acks = self._acks, {}
             commands = [("XACK", stream, self.group, *ids) for stream, ids in acks.items()]
-            results = await conn.retry(
-                partial(conn.scripts.pipeline, conn.commands, commands), what="acknowledging"
+            results = await self.ctx.conn.retry(
+                partial(wire.execute, commands, timeout), what="acknowledging"
             )
             for (stream, ids), result in zip(acks.items(), results, strict=True):
                 if isinstance(result, BaseException):
