@@ -22,17 +22,18 @@ from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     ReadOnlyError,
+    RedisError,
     ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import BrokerUnavailable
+from .errors import BrokerError, BrokerUnavailable, RMQError
 from .scripts import Scripts
 from .settings import Settings, redact_url
 from .wire import Wire
 
-__all__ = ["Backoff", "RedisConnection", "is_nogroup", "is_transient"]
+__all__ = ["Backoff", "RedisConnection", "broker_error", "is_nogroup", "is_transient"]
 
 log = logging.getLogger("rmq.connection")
 T = TypeVar("T")
@@ -49,6 +50,20 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ResponseError):
         return str(exc).startswith(_TRANSIENT_PREFIXES)
     return False
+
+
+def broker_error(exc: BaseException, what: str = "Redis") -> BaseException:
+    """Wrap a redis-py exception in rmq's own tree (rmq errors pass through)."""
+    if isinstance(exc, RMQError) or not isinstance(exc, RedisError | OSError):
+        return exc
+    if isinstance(exc, AuthenticationError | AuthorizationError):
+        wrapped: RMQError = BrokerError(f"{what}: Redis refused the credentials: {exc}")
+    elif is_transient(exc):
+        wrapped = BrokerUnavailable(f"{what}: Redis is unavailable: {type(exc).__name__}: {exc}")
+    else:
+        wrapped = BrokerError(f"{what}: Redis replied: {exc}")
+    wrapped.__cause__ = exc
+    return wrapped
 
 
 def is_nogroup(exc: BaseException) -> bool:
@@ -143,7 +158,7 @@ class RedisConnection:
                 return await operation()
             except Exception as exc:
                 if not is_transient(exc):
-                    raise
+                    raise broker_error(exc, what) from exc
                 delay = backoff.next_delay()
                 out_of_time = deadline is not None and time.monotonic() + delay > deadline
                 out_of_tries = attempts is not None and backoff.attempt > attempts

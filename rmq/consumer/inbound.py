@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from ..codec import decode_fields
+from ..connection import broker_error
 from ..context import Context
 from ..message import Message
 from ..topics import TopicInfo
@@ -101,5 +102,5 @@ async def declare_group(ctx: Context, topic: str, group: str, start: StartPositi
     commands.append(("SADD", ctx.keys.topic_groups(topic), group))
     for result in await conn.scripts.pipeline(conn.commands, commands):
         if isinstance(result, BaseException):
-            raise result
+            raise broker_error(result, f"declaring group {group!r} on {topic!r}")
     return info

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from ..connection import is_nogroup
+from ..connection import broker_error, is_nogroup
 from ..context import Context
 from ..errors import ConfigError, ConsumerError, DecodeError
 from ..message import Message
@@ -27,6 +28,8 @@ from .inbound import dead_letter, declare_group, to_message
 from .spec import StartPosition, start_argument
 
 __all__ = ["PullConsumer"]
+
+T = TypeVar("T")
 
 
 class PullConsumer:
@@ -81,11 +84,13 @@ class PullConsumer:
             raise ConfigError("invisible must be > 0 and wait >= 0")
         deadline = time.monotonic() + wait
         while True:
-            messages, last_ids = await self._receive_once(max_messages, int(invisible * 1000))
+            messages, last_ids = await self._retrying(
+                partial(self._receive_once, max_messages, int(invisible * 1000)), "receive"
+            )
             remaining = deadline - time.monotonic()
             if messages or remaining <= 0:
                 return messages
-            await self._wait_for_new(last_ids, remaining)
+            await self._retrying(partial(self._wait_for_new, last_ids, remaining), "receive")
 
     async def ack(self, *messages: Message) -> int:
         """Acknowledge messages; returns how many were still pending."""
@@ -99,11 +104,13 @@ class PullConsumer:
             commands.append(
                 conn.scripts["pull_ack"].evalsha_args((stream, inv), (self.group, *offsets))
             )
-        results = await conn.scripts.pipeline(conn.commands, commands)
+        results = await self._retrying(
+            partial(conn.scripts.pipeline, conn.commands, commands), "ack"
+        )
         acked = 0
         for result in results:
             if isinstance(result, BaseException):
-                raise result
+                raise broker_error(result, "ack")
             acked += int(result)
         return acked
 
@@ -117,19 +124,22 @@ class PullConsumer:
             raise ConfigError("invisible must be >= 0")
         conn = self.ctx.conn
         inv = self.ctx.keys.queue(self.topic, message.queue_id).invisible(self.group)
-        result = await conn.scripts.call(
-            conn.commands,
-            "pull_change_invisible",
-            (message._stream, inv),
-            (self.group, self.name, message.offset, int(invisible * 1000)),
+        args = (self.group, self.name, message.offset, int(invisible * 1000))
+        call = partial(
+            conn.scripts.call, conn.commands, "pull_change_invisible", (message._stream, inv), args
         )
-        return bool(result)
+        return bool(await self._retrying(call, "change_invisible_duration"))
 
     async def nack(self, message: Message, delay: float = 0.0) -> bool:
         """Give `message` back: delivered again after `delay` seconds."""
         return await self.change_invisible_duration(message, delay)
 
     # ------------------------------------------------------------------ internals
+
+    async def _retrying(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        """Retry transient Redis errors for up to `send_timeout`; wrap the rest in rmq errors."""
+        deadline = time.monotonic() + self.ctx.settings.send_timeout
+        return await self.ctx.conn.retry(operation, deadline=deadline, what=what)
 
     async def _receive_once(
         self, max_messages: int, invisible_ms: int
@@ -171,7 +181,7 @@ class PullConsumer:
             if isinstance(reply, BaseException):
                 if is_nogroup(reply):
                     await declare_group(self.ctx, self.topic, self.group, self.start)
-                raise reply
+                raise broker_error(reply, "receive")
         return replies
 
     async def _collect(
