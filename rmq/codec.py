@@ -57,7 +57,10 @@ def encode_body(body: Any, max_bytes: int, compress_threshold: int) -> tuple[byt
     if isinstance(body, bytes):
         data, flags = body, FLAG_BYTES
     elif isinstance(body, str):
-        data, flags = body.encode(), FLAG_STR
+        try:
+            data, flags = body.encode(), FLAG_STR
+        except UnicodeEncodeError as exc:
+            raise EncodeError(f"str body is not valid Unicode: {exc}") from exc
     elif isinstance(body, bytearray | memoryview):
         data, flags = bytes(body), FLAG_BYTES
     else:
@@ -82,19 +85,19 @@ def encode_body(body: Any, max_bytes: int, compress_threshold: int) -> tuple[byt
 
 def decode_body(data: bytes, flags: int) -> Any:
     """Inverse of `encode_body`; raises `DecodeError` on corrupt data or unknown flags."""
+    kind = flags & _KIND_MASK
+    if flags & ~(_KIND_MASK | FLAG_ZLIB) or kind not in (FLAG_BYTES, FLAG_STR, FLAG_JSON):
+        raise DecodeError(f"unknown body flags {flags}")
     try:
         if flags & FLAG_ZLIB:
             data = zlib.decompress(data)
-        kind = flags & _KIND_MASK
         if kind == FLAG_JSON:
             return _loads(data)
         if kind == FLAG_STR:
             return data.decode()
-        if kind == FLAG_BYTES and flags & ~(_KIND_MASK | FLAG_ZLIB) == 0:
-            return data
+        return data
     except (zlib.error, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DecodeError(f"body does not decode with flags {flags}: {exc}") from exc
-    raise DecodeError(f"unknown body flags {flags}")
 
 
 def encode_properties(properties: dict[str, str] | None, max_bytes: int) -> bytes:

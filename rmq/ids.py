@@ -8,6 +8,7 @@ repeat their parent's ids. `born_ms(msg_id)` recovers the birth time without ano
 from __future__ import annotations
 
 import os
+import re
 import time
 
 __all__ = ["born_ms", "new_msg_id"]
@@ -24,6 +25,7 @@ class _IdState:
         self.counter = int.from_bytes(os.urandom(3), "big")
 
 
+_HEX12 = re.compile(r"[0-9A-Fa-f]{12}")
 _state = _IdState()
 os.register_at_fork(after_in_child=_state.reseed)
 
@@ -37,9 +39,6 @@ def new_msg_id() -> str:
 
 def born_ms(msg_id: str) -> int | None:
     """Birth time (epoch ms) of an rmq message id, or None for ids made elsewhere."""
-    if len(msg_id) != 32:
+    if len(msg_id) != 32 or _HEX12.fullmatch(msg_id, 0, 12) is None:
         return None
-    try:
-        return int(msg_id[:12], 16)
-    except ValueError:
-        return None
+    return int(msg_id[:12], 16)

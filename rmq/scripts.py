@@ -118,5 +118,5 @@ class Scripts:
 def raise_script_error(name: str, exc: ResponseError) -> None:
     """Re-raise a script's own error reply as `ScriptError`; leave other errors alone."""
     text = str(exc)
-    if "Error running script" in text or "user_script" in text or text.startswith("ERR start"):
+    if "Error running script" in text or "user_script" in text or "rmq:" in text:
         raise ScriptError(f"script {name} failed: {text}") from exc

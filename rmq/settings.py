@@ -7,7 +7,9 @@ the environment, which wins over the defaults. Durations are float seconds.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -19,23 +21,27 @@ from .names import validate_namespace
 
 __all__ = ["Settings", "redact_url"]
 
+_PASSWORD_IN_QUERY = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
 def redact_url(url: str) -> str:
-    """Return `url` with any password replaced by `***` (safe to log and print)."""
+    """Return `url` with any password (in the user info or the query) replaced by `***`."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        if colon:
+            netloc = f"{user}:***@{hostport}"
+    query = _PASSWORD_IN_QUERY.sub(r"\1***", parts.query)
+    if netloc == parts.netloc and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,13 +97,16 @@ class Settings:
             "max_body_bytes", "send_timeout", "dedup_window", "max_batch_messages",
             "max_pending_sends", "concurrency", "prefetch", "fetch_batch", "block_seconds",
             "visibility_timeout", "claim_interval", "backoff_base", "backoff_cap",
+            "max_properties_bytes",
         )  # fmt: skip
         for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
         for name in ("send_retries", "shutdown_grace", "startup_timeout", "compress_threshold"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.default_queues > 1024:
             raise ConfigError("default_queues must be <= 1024")
         if self.dedup_window < self.send_timeout:

@@ -6,11 +6,12 @@ import pytest
 import redis
 
 import rmq
+from rmq.embedded import EmbeddedServer
 from tests.helpers import make_settings, running, wait_until
 
 
 @pytest.fixture
-def acl_server(server_factory: type) -> rmq.embedded.EmbeddedServer:
+def acl_server(server_factory: type[EmbeddedServer]) -> EmbeddedServer:
     server = server_factory()
     server.start()
     client = redis.Redis(port=server.port)
@@ -21,7 +22,7 @@ def acl_server(server_factory: type) -> rmq.embedded.EmbeddedServer:
 
 
 async def test_acl_user_and_password(
-    acl_server: rmq.embedded.EmbeddedServer, namespace: str
+    acl_server: EmbeddedServer, namespace: str
 ) -> None:
     url = f"redis://app:pa55-word@127.0.0.1:{acl_server.port}/0"
     app = rmq.App(make_settings(url, namespace))
@@ -39,7 +40,7 @@ async def test_acl_user_and_password(
 
 
 async def test_wrong_password_is_a_clear_rmq_error(
-    acl_server: rmq.embedded.EmbeddedServer, namespace: str
+    acl_server: EmbeddedServer, namespace: str
 ) -> None:
     url = f"redis://app:wrong-secret@127.0.0.1:{acl_server.port}/0"
     with pytest.raises(rmq.BrokerError, match="refused the credentials") as info:

@@ -18,7 +18,7 @@ from tests.helpers import make_settings, running, wait_until
 
 
 def pending_count(r: redis.Redis, stream: str, group: str) -> int:
-    return int(r.xpending(stream, group)["pending"])  # type: ignore[index]
+    return int(r.xpending(stream, group)["pending"])
 
 
 async def test_async_handlers_run_concurrently_up_to_the_limit(app: rmq.App) -> None:

@@ -70,13 +70,13 @@ async def run(url: str, namespace: str, db: redis.Redis) -> int:
                     tg.start_soon(app.send, "orders", order(n))
             print(f"sent {ORDERS} orders in {time.monotonic() - started:.2f}s")
             key = orders.invoices_key(namespace)
-            while (billed := await db.hlen(key)) < ORDERS:  # type: ignore[misc]
+            while (billed := await db.hlen(key)) < ORDERS:
                 if worker.returncode is not None or time.monotonic() - started > 120:
                     print(f"worker failed or timed out: {billed}/{ORDERS} billed")
                     return 1
                 await anyio.sleep(0.05)
             took = time.monotonic() - started
-            total = sum(int(v) for v in (await db.hgetall(key)).values())  # type: ignore[misc]
+            total = sum(int(v) for v in (await db.hgetall(key)).values())
             print(f"consumed {ORDERS} orders: {billed} invoices, {total / 100:.2f} billed in total")
             print(f"time taken: {took:.2f}s end to end, worker start included")
             worker.send_signal(signal.SIGTERM)

@@ -36,4 +36,4 @@ async def bill(msg: rmq.Message) -> None:
     if order.get("coupon") == "HALF":
         amount //= 2
     db = await _database()
-    await db.hset(invoices_key(app.settings.namespace), str(order["id"]), amount)  # type: ignore[misc]
+    await db.hset(invoices_key(app.settings.namespace), str(order["id"]), amount)

@@ -14,6 +14,7 @@
 -- Returns: the dead-letter entry id, or false when the entry was no longer pending (someone else
 -- acknowledged or dead-lettered it first: nothing is written twice).
 local stream, dlq, group, id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+if #ARGV % 2 ~= 0 then return redis.error_reply('ERR rmq: metadata must be field/value pairs') end
 local p = redis.call('XPENDING', stream, group, id, id, 1)
 if not p[1] then return false end
 local fields = {}
@@ -29,5 +30,6 @@ else
   fields[#fields + 1] = 'lost'
   fields[#fields + 1] = '1'
 end
+local dead_id = redis.call('XADD', dlq, '*', unpack(fields))
 redis.call('XACK', stream, group, id)
-return redis.call('XADD', dlq, '*', unpack(fields))
+return dead_id

@@ -10,6 +10,9 @@
 -- Returns: 1 when the group was created, 0 when it already existed.
 -- The group's entries-read counter is set so that XINFO GROUPS reports an exact lag.
 local stream, group, start = KEYS[1], ARGV[1], ARGV[2]
+if start ~= 'last' and start ~= 'first' and not tonumber(start) then
+  return redis.error_reply('ERR rmq: start must be last, first or epoch ms')
+end
 if redis.call('EXISTS', stream) == 1 then
   local groups = redis.call('XINFO', 'GROUPS', stream)
   for _, g in ipairs(groups) do
@@ -35,7 +38,6 @@ elseif start == 'first' then
   redis.call('XGROUP', 'CREATE', stream, group, '0', 'ENTRIESREAD', added - length)
 else
   local ms = tonumber(start)
-  if not ms then return redis.error_reply('ERR start must be last, first or epoch ms') end
   -- entries with an id below <ms>-0 are skipped
   local before = ms > 0 and (tostring(ms - 1) .. '-18446744073709551615') or '0'
   redis.call('XGROUP', 'CREATE', stream, group, before)

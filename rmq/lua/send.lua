@@ -13,6 +13,9 @@
 -- dedup window is not appended again; its first entry id is returned.
 local stream, cur, prev = KEYS[1], KEYS[2], KEYS[3]
 local ttl = tonumber(ARGV[1])
+if not ttl or (#ARGV - 1) % 7 ~= 0 then
+  return redis.error_reply('ERR rmq: send takes a ttl and 7 values per message')
+end
 local out = {}
 local n = 0
 for j = 2, #ARGV, 7 do

@@ -9,7 +9,8 @@
 --          the visibility timeout hands an unstarted entry to other consumers at their next claim
 -- ARGV[4..] entry ids
 --
--- Returns: the ids that are no longer pending for this consumer (acked, or claimed by another).
+-- Returns: the ids that are no longer pending for this consumer (acked, claimed by another, or
+-- deleted/trimmed: those leave the pending list here).
 -- The delivery counter is not changed.
 local stream, group, me, idle = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local lost = {}
@@ -17,7 +18,9 @@ for j = 4, #ARGV do
   local id = ARGV[j]
   local p = redis.call('XPENDING', stream, group, id, id, 1)
   if p[1] and p[1][2] == me then
-    redis.call('XCLAIM', stream, group, me, 0, id, 'IDLE', idle, 'JUSTID')
+    -- an entry deleted while pending is dropped from the PEL by XCLAIM and not returned
+    local claimed = redis.call('XCLAIM', stream, group, me, 0, id, 'IDLE', idle, 'JUSTID')
+    if not claimed[1] then lost[#lost + 1] = id end
   else
     lost[#lost + 1] = id
   end
