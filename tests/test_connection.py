@@ -21,9 +21,7 @@ def acl_server(server_factory: type[EmbeddedServer]) -> EmbeddedServer:
     return server
 
 
-async def test_acl_user_and_password(
-    acl_server: EmbeddedServer, namespace: str
-) -> None:
+async def test_acl_user_and_password(acl_server: EmbeddedServer, namespace: str) -> None:
     url = f"redis://app:pa55-word@127.0.0.1:{acl_server.port}/0"
     app = rmq.App(make_settings(url, namespace))
     got: list[str] = []
