@@ -369,9 +369,16 @@ class PushConsumer:
         while self._acks:
             acks, self._acks = self._acks, {}
             commands = [("XACK", stream, self.group, *ids) for stream, ids in acks.items()]
-            results = await self.ctx.conn.retry(
-                partial(wire.execute, commands, timeout), what="acknowledging"
-            )
+            try:
+                results = await self.ctx.conn.retry(
+                    partial(wire.execute, commands, timeout), what="acknowledging"
+                )
+            except BaseException:
+                # Cancelled (shutdown) or failed: keep the acks for the next (shielded) flush.
+                # XACK is idempotent, so sending some of them twice is harmless.
+                for stream, ids in acks.items():
+                    self._acks.setdefault(stream, []).extend(ids)
+                raise
             for (stream, ids), result in zip(acks.items(), results, strict=True):
                 if isinstance(result, BaseException):
                     log.error("%s: XACK on %s failed: %r", self.spec.name, stream, result)
