@@ -23,7 +23,7 @@ test-redis: install
 	RMQ_TEST_SERVER=redis $(VENV)/bin/pytest
 
 test-valkey: install
-	RMQ_TEST_SERVER=valkey $(VENV)/bin/pytest -m "not slow"
+	RMQ_TEST_SERVER=valkey $(VENV)/bin/pytest
 
 test: lint test-redis test-valkey
 
