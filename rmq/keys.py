@@ -8,7 +8,7 @@ of two queues.
 <ns>:topics                          hash    topic -> config JSON
 <ns>:topic:<topic>:groups            set     consumer groups subscribed to the topic
 <ns>:{<topic>:<q>}:s                 stream  the queue
-<ns>:{<topic>:<q>}:dd:<bucket>       hash    send dedup window: msg_id -> entry id (expires)
+<ns>:{<topic>:<q>}:dd:<session>      string  a producer session's last chunk on this queue (expires)
 <ns>:{<topic>:<q>}:dlq:<group>       stream  dead letters of <group> on this queue
 <ns>:{<topic>:<q>}:inv:<group>       zset    pull consumers: entry id -> invisible-until ms
 ```
@@ -58,8 +58,8 @@ class QueueKeys:
     def stream(self) -> str:
         return f"{self.prefix}:s"
 
-    def dedup(self, bucket: int) -> str:
-        return f"{self.prefix}:dd:{bucket}"
+    def dedup(self, session: str) -> str:
+        return f"{self.prefix}:dd:{session}"
 
     def dlq(self, group: str) -> str:
         return f"{self.prefix}:dlq:{group}"
@@ -69,4 +69,4 @@ class QueueKeys:
 
     def all_for_group(self, group: str) -> list[str]:
         """Every key this queue uses for `group` (plus the stream); used by the slot test."""
-        return [self.stream, self.dedup(0), self.dlq(group), self.invisible(group)]
+        return [self.stream, self.dedup("session"), self.dlq(group), self.invisible(group)]

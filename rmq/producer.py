@@ -2,19 +2,26 @@
 
 Concurrent sends are coalesced (group commit): while one round trip is in flight, new messages
 queue up, and the next round trip carries all of them, one `send` script call per queue. A lone
-caller pays one round trip and nothing else. Failed round trips are retried with backoff inside
-`send_timeout`; the script's dedup window (keyed by msg_id) makes a retry of a message whose first
-attempt did land return the first result instead of storing it twice.
+caller pays one round trip and nothing else.
+
+Failed round trips are retried with backoff inside `send_timeout`. A retry cannot store a message
+twice: each producer has a session id, sends at most one chunk per queue per round trip, and retries
+a chunk before sending anything else; the `send` script keeps the session's last chunk per queue
+(first msg_id and entry id, for `dedup_window`) and answers a retry of a chunk that did land with
+the entry ids it already has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from redis.exceptions import ResponseError
 
 from .codec import encode_body, encode_properties
 from .connection import Backoff, is_transient
@@ -27,7 +34,7 @@ from .scripts import raise_script_error
 from .topics import TopicInfo
 from .wire import Wire
 
-__all__ = ["Producer", "QueueSelector", "SendCallback", "ErrorCallback"]
+__all__ = ["ErrorCallback", "Producer", "QueueSelector", "SendCallback"]
 
 log = logging.getLogger("rmq.producer")
 
@@ -35,29 +42,52 @@ QueueSelector = Callable[[int, Message], int]
 """`selector(queue_count, message) -> queue_id`, RocketMQ's MessageQueueSelector."""
 SendCallback = Callable[[SendResult], object]
 ErrorCallback = Callable[[BaseException], object]
+_MessageParts = tuple[Any, str | None, Sequence[str] | None, dict[str, str] | None]
 
-_ARGS_PER_MESSAGE = 7
+
+class _BatchSink:
+    """Collects the results of one `send_batch` into one future."""
+
+    __slots__ = ("future", "missing", "results")
+
+    def __init__(self, future: asyncio.Future[list[SendResult]], size: int) -> None:
+        self.future = future
+        self.results: list[SendResult | None] = [None] * size
+        self.missing = size
+
+    def set(self, index: int, result: SendResult) -> None:
+        self.results[index] = result
+        self.missing -= 1
+        if self.missing == 0 and not self.future.done():
+            self.future.set_result(self.results)  # type: ignore[arg-type]
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
 
 
 class _Outgoing:
-    """One message on its way to Redis."""
+    """One message on its way to Redis: the 6 script values, where it goes, who waits for it."""
 
-    __slots__ = ("args", "batch", "deadline", "future", "queue_id", "topic")
+    __slots__ = ("args", "batch", "deadline", "index", "queue_id", "sink", "topic")
 
     def __init__(
         self,
         topic: str,
         args: list[Any],
-        future: asyncio.Future[SendResult] | None,
+        sink: asyncio.Future[SendResult] | _BatchSink | None,
         deadline: float,
-        batch: int = 0,
+        queue_id: int = 0,
+        batch: _BatchSink | None = None,
+        index: int = 0,
     ) -> None:
         self.topic = topic
-        self.queue_id = 0
+        self.queue_id = queue_id
         self.args = args
-        self.future = future
+        self.sink = sink
         self.deadline = deadline
         self.batch = batch
+        self.index = index
 
 
 class Producer:
@@ -71,14 +101,14 @@ class Producer:
         self._round_robin: dict[str, int] = {}
         self._buffer: list[_Outgoing] = []
         self._flushing = False
-        self._drainer: asyncio.Task[None] | None = None
         self._outstanding = 0
         self._space_waiters: list[asyncio.Future[None]] = []
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
-        self._batch_ids = 0
         self._closed = False
         self._wire: tuple[Context, Wire] | None = None
+        self._session_pid = 0
+        self._session_id = ""
 
     # ------------------------------------------------------------------ public API
 
@@ -98,14 +128,13 @@ class Producer:
         args = self._encode(ctx, body, tag, keys, properties)
         info = await ctx.topics.ensure(topic)
         if self._outstanding >= ctx.settings.max_pending_sends:
-            await self._wait_for_space()
-        loop = asyncio.get_running_loop()
+            await self._wait_for_space(ctx)
+        queue_id = self._select(info, (body, tag, keys, properties), sharding_key, selector)
+        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
         item = _Outgoing(
-            topic, args, loop.create_future(), time.monotonic() + ctx.settings.send_timeout
+            topic, args, future, time.monotonic() + ctx.settings.send_timeout, queue_id
         )
-        item.queue_id = self._select(info, body, tag, keys, properties, sharding_key, selector)
         self._outstanding += 1
-        assert item.future is not None
         if not self._flushing and not self._buffer:
             # Nothing in flight: send inline, without waking another task.
             self._flushing = True
@@ -117,9 +146,9 @@ class Producer:
                     self._start_drainer()
                 elif self._outstanding == 0:
                     self._wake(self._idle_waiters)
-            return item.future.result()
+            return future.result()
         self._enqueue(item)
-        return await item.future
+        return await future
 
     def send_async(
         self,
@@ -143,9 +172,8 @@ class Producer:
         future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
         if callback is not None or on_error is not None:
             future.add_done_callback(_callback_adapter(callback, on_error))
-        self._submit_nowait(
-            ctx, topic, args, future, (body, tag, keys, properties), sharding_key, selector
-        )
+        parts = (body, tag, keys, properties)
+        self._submit_nowait(ctx, topic, args, future, parts, sharding_key, selector)
         return future
 
     def send_oneway(
@@ -162,9 +190,8 @@ class Producer:
         """Fire and forget: queue the message for the next round trip; failures are only logged."""
         ctx = self._ctx()
         args = self._encode(ctx, body, tag, keys, properties)
-        self._submit_nowait(
-            ctx, topic, args, None, (body, tag, keys, properties), sharding_key, selector
-        )
+        parts = (body, tag, keys, properties)
+        self._submit_nowait(ctx, topic, args, None, parts, sharding_key, selector)
 
     async def send_batch(
         self,
@@ -190,21 +217,22 @@ class Producer:
         encoded = [self._encode(ctx, m.body, m.tag, m.keys, m.properties) for m in msgs]
         info = await ctx.topics.ensure(topic)
         first = msgs[0]
-        queue_id = self._select(
-            info, first.body, first.tag, first.keys, first.properties, sharding_key, selector
-        )
-        loop = asyncio.get_running_loop()
+        parts = (first.body, first.tag, first.keys, first.properties)
+        queue_id = self._select(info, parts, sharding_key, selector)
+        if self._outstanding >= ctx.settings.max_pending_sends:
+            await self._wait_for_space(ctx)
+        future: asyncio.Future[list[SendResult]] = asyncio.get_running_loop().create_future()
+        sink = _BatchSink(future, len(encoded))
         deadline = time.monotonic() + ctx.settings.send_timeout
-        self._batch_ids += 1
-        items = []
-        for args in encoded:
-            item = _Outgoing(topic, args, loop.create_future(), deadline, self._batch_ids)
-            item.queue_id = queue_id
-            items.append(item)
+        items = [
+            _Outgoing(topic, args, sink, deadline, queue_id, sink, i)
+            for i, args in enumerate(encoded)
+        ]
         self._outstanding += len(items)
-        for item in items:
-            self._enqueue(item)
-        return list(await asyncio.gather(*(i.future for i in items if i.future is not None)))
+        self._buffer.extend(items)
+        if not self._flushing:
+            self._start_drainer()
+        return await future
 
     async def flush(self) -> None:
         """Wait until every message sent so far (including one-way ones) is stored or has failed."""
@@ -223,7 +251,7 @@ class Producer:
         finally:
             self._closed = True
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ preparing
 
     def _ctx(self) -> Context:
         if self._closed:
@@ -238,6 +266,7 @@ class Producer:
         keys: Sequence[str] | None,
         properties: dict[str, str] | None,
     ) -> list[Any]:
+        """The 6 values the send script stores: msg_id, tag, keys, properties, flags, body."""
         settings = ctx.settings
         data, flags = encode_body(body, settings.max_body_bytes, settings.compress_threshold)
         if tag is not None:
@@ -246,15 +275,12 @@ class Producer:
         if properties:
             validate_properties(properties)
         props = encode_properties(properties, settings.max_properties_bytes)
-        return [0, new_msg_id(), tag or "", keys_field, props, flags, data]
+        return [new_msg_id(), tag or "", keys_field, props, flags, data]
 
     def _select(
         self,
         info: TopicInfo,
-        body: Any,
-        tag: str | None,
-        keys: Sequence[str] | None,
-        properties: dict[str, str] | None,
+        parts: _MessageParts,
         sharding_key: str | None,
         selector: QueueSelector | None,
     ) -> int:
@@ -263,9 +289,9 @@ class Producer:
                 raise ConfigError("sharding_key must be a non-empty str")
             return zlib.crc32(sharding_key.encode()) % info.queues
         if selector is not None:
-            queue_id = selector(
-                info.queues, Message(body, tag=tag, keys=list(keys or []), properties=properties)
-            )
+            body, tag, keys, properties = parts
+            message = Message(body, tag=tag, keys=list(keys or []), properties=properties)
+            queue_id = selector(info.queues, message)
             if not isinstance(queue_id, int) or not 0 <= queue_id < info.queues:
                 last = info.queues - 1
                 raise ConfigError(
@@ -282,7 +308,7 @@ class Producer:
         topic: str,
         args: list[Any],
         future: asyncio.Future[SendResult] | None,
-        message: tuple[Any, str | None, Sequence[str] | None, dict[str, str] | None],
+        parts: _MessageParts,
         sharding_key: str | None,
         selector: QueueSelector | None,
     ) -> None:
@@ -295,24 +321,25 @@ class Producer:
         self._outstanding += 1
         info = ctx.topics.cached(topic)
         if info is not None:
-            item.queue_id = self._select(info, *message, sharding_key, selector)
+            item.queue_id = self._select(info, parts, sharding_key, selector)
             self._enqueue(item)
             return
 
         async def resolve_topic() -> None:
             try:
-                topic_info = await ctx.topics.ensure(topic)
-                item.queue_id = self._select(topic_info, *message, sharding_key, selector)
-            except BaseException as exc:
+                item.queue_id = self._select(
+                    await ctx.topics.ensure(topic), parts, sharding_key, selector
+                )
+            except Exception as exc:
                 self._fail([item], exc)
-                if not isinstance(exc, Exception):
-                    raise
                 return
             self._enqueue(item)
 
         task = asyncio.get_running_loop().create_task(resolve_topic())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------------ sending
 
     def _enqueue(self, item: _Outgoing) -> None:
         self._buffer.append(item)
@@ -321,7 +348,9 @@ class Producer:
 
     def _start_drainer(self) -> None:
         self._flushing = True
-        self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        task = asyncio.get_running_loop().create_task(self._drain())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _drain(self) -> None:
         try:
@@ -336,54 +365,85 @@ class Producer:
             if self._outstanding == 0:
                 self._wake(self._idle_waiters)
 
-    def _chunks(self, items: list[_Outgoing], limit: int) -> list[list[_Outgoing]]:
-        """Group items by queue, at most `limit` per script call, never splitting a batch."""
-        by_queue: dict[tuple[str, int], list[_Outgoing]] = {}
-        for item in items:
-            by_queue.setdefault((item.topic, item.queue_id), []).append(item)
-        chunks: list[list[_Outgoing]] = []
-        for queue_items in by_queue.values():
-            chunk: list[_Outgoing] = []
-            for i, item in enumerate(queue_items):
-                starts_run = i == 0 or item.batch == 0 or item.batch != queue_items[i - 1].batch
-                if starts_run and len(chunk) >= limit:
-                    chunks.append(chunk)
-                    chunk = []
-                chunk.append(item)
-            if chunk:
-                chunks.append(chunk)
-        return chunks
+    @property
+    def session(self) -> str:
+        """This producer's id in dedup records: unique per producer object and process."""
+        pid = os.getpid()
+        if pid != self._session_pid:
+            self._session_pid = pid
+            self._session_id = f"{pid:x}-{os.urandom(6).hex()}"
+        return self._session_id
 
-    def _command(self, ctx: Context, chunk: list[_Outgoing], now: float) -> tuple[Any, ...]:
+    @staticmethod
+    def _chunks(items: list[_Outgoing], limit: int) -> list[list[_Outgoing]]:
+        """One chunk per queue: a round trip carries at most one chunk per queue (dedup relies on
+        it). A queue's chunk holds up to `limit` messages, or one whole batch; the rest waits for
+        the next round trip."""
+        by_queue: dict[tuple[str, int], list[_Outgoing]] = {}
+        leftover: list[_Outgoing] = []
+        for item in items:
+            chunk = by_queue.setdefault((item.topic, item.queue_id), [])
+            continues_batch = (
+                bool(chunk) and item.batch is not None and item.batch is chunk[-1].batch
+            )
+            if len(chunk) < limit or continues_batch:
+                chunk.append(item)
+            else:
+                leftover.append(item)
+        items[:] = leftover
+        return list(by_queue.values())
+
+    def _command(self, ctx: Context, chunk: list[_Outgoing], retry: bool) -> tuple[Any, ...]:
         first = chunk[0]
         queue = ctx.keys.queue(first.topic, first.queue_id)
-        window = ctx.settings.dedup_window
-        bucket = int(now // window)
-        args: list[Any] = [int(window * 2000)]
+        args: list[Any] = [int(ctx.settings.dedup_window * 1000), "1" if retry else "0"]
         for item in chunk:
-            args.extend(item.args)
-        return ctx.conn.scripts["send"].evalsha_args(
-            (queue.stream, queue.dedup(bucket), queue.dedup(bucket - 1)), args
-        )
+            args += item.args
+        script = ctx.conn.scripts["send"]
+        return script.evalsha_args((queue.stream, queue.dedup(self.session)), args)
 
     async def _flush(self, items: list[_Outgoing]) -> None:
-        """Store `items` (one round trip per attempt), resolving or failing each future."""
+        """Store `items`, resolving or failing each; one round trip per attempt."""
         try:
             ctx = self._context()
         except Exception as exc:
             self._fail(items, exc)
             return
+        pending = list(items)
+        try:
+            while pending:
+                chunks = self._chunks(pending, ctx.settings.max_batch_messages)
+                await self._store(ctx, chunks)
+        except BaseException:
+            self._fail(pending, ProducerClosed("the send was cancelled before it was attempted"))
+            raise
+
+    async def _store(self, ctx: Context, chunks: list[list[_Outgoing]]) -> None:
+        """Store chunks (at most one per queue), retrying transient failures within the deadline."""
         settings = ctx.settings
-        chunks = self._chunks(items, settings.max_batch_messages)
         backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         wire = self._wire_for(ctx)
+        try:
+            await self._attempts(ctx, wire, backoff, chunks)
+        except BaseException:
+            cancelled = PublishError("the send was cancelled; the message may or may not be stored")
+            for chunk in chunks:
+                self._fail(chunk, cancelled)
+            raise
+
+    async def _attempts(
+        self, ctx: Context, wire: Wire, backoff: Backoff, chunks: list[list[_Outgoing]]
+    ) -> None:
+        """Round trips until every chunk is resolved or failed; `chunks` always holds the rest."""
+        settings = ctx.settings
+        retrying = False
         while chunks:
-            commands = [self._command(ctx, chunk, time.time()) for chunk in chunks]
-            deadline = min(item.deadline for chunk in chunks for item in chunk)
+            commands = [self._command(ctx, chunk, retrying) for chunk in chunks]
+            deadline = min(chunk[0].deadline for chunk in chunks)
             try:
                 results = await wire.execute(commands, max(0.001, deadline - time.monotonic()))
             except Exception as exc:
-                if not is_transient(exc) and not isinstance(exc, TimeoutError):
+                if not is_transient(exc):
                     for chunk in chunks:
                         self._fail(chunk, BrokerError(f"send failed: {exc!r}"))
                     return
@@ -393,7 +453,7 @@ class Producer:
             for chunk, result in zip(chunks, results, strict=True):
                 if not isinstance(result, BaseException):
                     self._resolve(chunk, result)
-                elif is_transient(result) or isinstance(result, TimeoutError):
+                elif is_transient(result):
                     retry.append(chunk)
                     last_error = result
                 else:
@@ -401,7 +461,7 @@ class Producer:
             if not retry:
                 return
             delay = backoff.next_delay()
-            deadline = min(item.deadline for chunk in retry for item in chunk)
+            deadline = min(chunk[0].deadline for chunk in retry)
             if backoff.attempt > settings.send_retries or time.monotonic() + delay >= deadline:
                 error = BrokerUnavailable(
                     f"send to {ctx.conn.url} failed after {backoff.attempt} attempt(s) within "
@@ -409,15 +469,14 @@ class Producer:
                     f"{last_error!r}"
                 )
                 error.__cause__ = last_error
+                chunks.clear()
                 for chunk in retry:
                     self._fail(chunk, error)
                 return
+            chunks[:] = retry
             log.debug("send failed (%r), retrying in %.3fs", last_error, delay)
             await asyncio.sleep(delay)
-            for chunk in retry:
-                for item in chunk:
-                    item.args[0] = 1  # look the msg_id up before storing again
-            chunks = retry
+            retrying = True
 
     def _wire_for(self, ctx: Context) -> Wire:
         """The producer's own connection (one flush at a time uses it), per open context."""
@@ -425,28 +484,31 @@ class Producer:
             self._wire = (ctx, ctx.conn.wire())
         return self._wire[1]
 
+    # ------------------------------------------------------------------ outcomes
+
     def _resolve(self, chunk: list[_Outgoing], ids: list[bytes]) -> None:
         for item, entry_id in zip(chunk, ids, strict=True):
-            future = item.future
-            if future is not None and not future.done():
-                future.set_result(
-                    SendResult(
-                        SendStatus.SEND_OK,
-                        item.args[1],
-                        item.topic,
-                        item.queue_id,
-                        entry_id.decode(),
-                    )
-                )
+            sink = item.sink
+            if sink is None:
+                continue
+            result = SendResult(
+                SendStatus.SEND_OK, item.args[0], item.topic, item.queue_id, entry_id.decode()
+            )
+            if isinstance(sink, _BatchSink):
+                sink.set(item.index, result)
+            elif not sink.done():
+                sink.set_result(result)
         self._done(len(chunk))
 
     def _fail(self, chunk: list[_Outgoing], exc: BaseException) -> None:
         for item in chunk:
-            future = item.future
-            if future is None:
+            sink = item.sink
+            if sink is None:
                 log.error("one-way send to %s failed: %s", item.topic, exc)
-            elif not future.done():
-                future.set_exception(exc)
+            elif isinstance(sink, _BatchSink):
+                sink.fail(exc)
+            elif not sink.done():
+                sink.set_exception(exc)
         self._done(len(chunk))
 
     def _done(self, count: int) -> None:
@@ -456,8 +518,8 @@ class Producer:
         if self._outstanding == 0 and self._idle_waiters and not self._flushing:
             self._wake(self._idle_waiters)
 
-    async def _wait_for_space(self) -> None:
-        limit = self._ctx().settings.max_pending_sends
+    async def _wait_for_space(self, ctx: Context) -> None:
+        limit = ctx.settings.max_pending_sends
         while self._outstanding >= limit:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._space_waiters.append(waiter)
@@ -472,8 +534,6 @@ class Producer:
 
 
 def _script_failure(exc: BaseException) -> BaseException:
-    from redis.exceptions import ResponseError
-
     if isinstance(exc, ResponseError):
         try:
             raise_script_error("send", exc)

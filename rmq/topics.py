@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import orjson
 
@@ -43,6 +45,7 @@ class Topics:
         self._conn = conn
         self._keys = keys
         self._cache: dict[str, tuple[TopicInfo, float]] = {}
+        self._lookups: dict[str, asyncio.Future[TopicInfo]] = {}
 
     def cached(self, topic: str) -> TopicInfo | None:
         """The cached metadata of `topic` (possibly stale), without a round trip."""
@@ -60,10 +63,28 @@ class Topics:
         return info
 
     async def ensure(self, topic: str) -> TopicInfo:
-        """Metadata of `topic`, creating it with the default queue count unless `strict_topics`."""
+        """Metadata of `topic`, creating it with the default queue count unless `strict_topics`.
+
+        Cached; concurrent callers share one lookup.
+        """
         hit = self._cache.get(topic)
         if hit is not None and time.monotonic() - hit[1] < _REFRESH_SECONDS:
             return hit[0]
+        lookup = self._lookups.get(topic)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._lookup(topic))
+            self._lookups[topic] = lookup
+            lookup.add_done_callback(partial(self._lookup_done, topic))
+        if hit is not None and not lookup.done():
+            return hit[0]  # stale but usable while the refresh runs
+        return await asyncio.shield(lookup)
+
+    def _lookup_done(self, topic: str, lookup: asyncio.Future[TopicInfo]) -> None:
+        self._lookups.pop(topic, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: a failed background refresh is not an error to log
+
+    async def _lookup(self, topic: str) -> TopicInfo:
         validate_topic(topic)
         info = await self.get(topic)
         if info is not None:

@@ -30,13 +30,12 @@ def test_layout() -> None:
     assert q.tag == "{orders:3}"
     assert q.prefix == "rmq:{orders:3}"
     assert q.stream == "rmq:{orders:3}:s"
-    assert q.dedup(42) == "rmq:{orders:3}:dd:42"
-    assert q.dedup(-1) == "rmq:{orders:3}:dd:-1"
+    assert q.dedup("1a2b-c3") == "rmq:{orders:3}:dd:1a2b-c3"
     assert q.dlq("billing") == "rmq:{orders:3}:dlq:billing"
     assert q.invisible("billing") == "rmq:{orders:3}:inv:billing"
     assert q.all_for_group("billing") == [
         q.stream,
-        q.dedup(0),
+        q.dedup("session"),
         q.dlq("billing"),
         q.invisible("billing"),
     ]
@@ -44,7 +43,7 @@ def test_layout() -> None:
 
 def test_keys_of_one_queue_are_distinct() -> None:
     q = NamespaceKeys("ns").queue("t", 0)
-    keys = [q.stream, q.dedup(0), q.dedup(1), q.dlq("g"), q.invisible("g"), q.dlq("h")]
+    keys = [q.stream, q.dedup("a"), q.dedup("b"), q.dlq("g"), q.invisible("g"), q.dlq("h")]
     assert len(set(keys)) == len(keys)
 
 
@@ -57,8 +56,8 @@ def test_every_key_of_a_queue_is_in_one_slot(
     expected = slot(q.tag[1:-1])  # the hash tag's content decides the slot
     keys = [
         q.stream,
-        q.dedup(bucket),
-        q.dedup(bucket - 1),
+        q.dedup(str(bucket)),
+        q.dedup(f"{bucket:x}-session"),
         q.dlq(group),
         q.invisible(group),
         *q.all_for_group(group),

@@ -313,3 +313,15 @@ async def test_sends_resume_after_redis_restart(server_factory: type, namespace:
     client.close()
     assert bodies == [b"before", b"during"]
     assert first.msg_id != second.msg_id
+
+
+async def test_dedup_records_are_one_per_producer_and_queue(
+    opened: rmq.App, r: redis.Redis, namespace: str
+) -> None:
+    await asyncio.gather(*(opened.send("bounded", i) for i in range(300)))
+    other = opened.producer(group="other")
+    await other.send_batch("bounded", list(range(50)), sharding_key="k")
+    records = r.keys(f"{namespace}:*:dd:*")
+    assert len(records) == 4 + 1, "one record per (producer session, queue), not per message"
+    ttl = r.pttl(records[0])
+    assert 0 < ttl <= opened.settings.dedup_window * 1000

@@ -1,37 +1,44 @@
 #!lua
--- Append messages to one queue stream, with a producer dedup window.
+-- Append one producer's chunk of messages to a queue stream, atomically, without duplicates.
 -- luacheck: globals redis KEYS ARGV
 --
--- KEYS[1]  <ns>:{<topic>:<q>}:s           the queue stream
--- KEYS[2]  <ns>:{<topic>:<q>}:dd:<b>      dedup hash of the current time bucket
--- KEYS[3]  <ns>:{<topic>:<q>}:dd:<b-1>    dedup hash of the previous time bucket
--- ARGV[1]  dedup bucket ttl in ms (0 = no dedup recording)
--- ARGV[2..] 7 values per message: check, msg_id, tag, keys, properties, flags, body
---           check = "1" looks the msg_id up first (a retried send); "0" only records it
+-- KEYS[1]  <ns>:{<topic>:<q>}:s              the queue stream
+-- KEYS[2]  <ns>:{<topic>:<q>}:dd:<session>   the producer session's last chunk on this queue
+-- ARGV[1]  dedup record ttl in ms (0 = keep no record)
+-- ARGV[2]  "1" when this chunk is a retry of a round trip whose outcome is unknown, else "0"
+-- ARGV[3..] 6 values per message: msg_id, tag, keys, properties, flags, body
 --
--- Returns: one stream entry id per message, in order. A message whose msg_id is found in the
--- dedup window is not appended again; its first entry id is returned.
-local stream, cur, prev = KEYS[1], KEYS[2], KEYS[3]
+-- A producer session sends one chunk per queue at a time and retries it before sending anything
+-- else, so its last chunk is the only one a retry can be about. The record holds that chunk's
+-- first msg_id and first entry id. A retry whose first msg_id matches, and whose messages are
+-- found at that place in the stream, was stored before: nothing is appended again.
+-- Returns: one stream entry id per message, in order.
+local stream, record = KEYS[1], KEYS[2]
 local ttl = tonumber(ARGV[1])
-if not ttl or (#ARGV - 1) % 7 ~= 0 then
-  return redis.error_reply('ERR rmq: send takes a ttl and 7 values per message')
+if not ttl or (#ARGV - 2) % 6 ~= 0 or #ARGV < 8 then
+  return redis.error_reply('ERR rmq: send takes a ttl, a retry flag and 6 values per message')
 end
-local out = {}
-local n = 0
-for j = 2, #ARGV, 7 do
-  local msg_id = ARGV[j + 1]
-  local id = false
-  if ARGV[j] == '1' then
-    id = redis.call('HGET', cur, msg_id)
-    if not id then id = redis.call('HGET', prev, msg_id) end
+local count = (#ARGV - 2) / 6
+if ARGV[2] == '1' then
+  local previous = redis.call('GET', record)
+  if previous then
+    local space = string.find(previous, ' ', 1, true)
+    if space and string.sub(previous, 1, space - 1) == ARGV[3] then
+      local stored = redis.call('XRANGE', stream, string.sub(previous, space + 1), '+', 'COUNT', count)
+      local ids = {}
+      for k, entry in ipairs(stored) do
+        local fields = entry[2]
+        if fields[1] ~= 'i' or fields[2] ~= ARGV[3 + (k - 1) * 6] then break end
+        ids[k] = entry[1]
+      end
+      if #ids == count then return ids end
+    end
   end
-  if not id then
-    id = redis.call('XADD', stream, '*', 'i', msg_id, 't', ARGV[j + 2], 'k', ARGV[j + 3],
-      'p', ARGV[j + 4], 'c', ARGV[j + 5], 'd', ARGV[j + 6])
-    if ttl > 0 then redis.call('HSET', cur, msg_id, id) end
-  end
-  n = n + 1
-  out[n] = id
 end
-if ttl > 0 and n > 0 then redis.call('PEXPIRE', cur, ttl) end
-return out
+local ids = {}
+for j = 3, #ARGV, 6 do
+  ids[#ids + 1] = redis.call('XADD', stream, '*', 'i', ARGV[j], 't', ARGV[j + 1], 'k', ARGV[j + 2],
+    'p', ARGV[j + 3], 'c', ARGV[j + 4], 'd', ARGV[j + 5])
+end
+if ttl > 0 then redis.call('SET', record, ARGV[3] .. ' ' .. ids[1], 'PX', ttl) end
+return ids

@@ -13,7 +13,7 @@ from rmq.keys import QueueKeys
 from tests.scripts import call, connect, entries, queue_keys
 
 TTL = 60_000
-BUCKET = 1000
+SESSION = "s1"
 
 
 @pytest.fixture
@@ -31,22 +31,26 @@ def msg(
     msg_id: str,
     body: str | bytes = "body",
     *,
-    check: str = "0",
     tag: str = "",
     keys: str = "",
     props: str = "",
     flags: str = "0",
 ) -> list[Any]:
-    return [check, msg_id, tag, keys, props, flags, body]
+    return [msg_id, tag, keys, props, flags, body]
 
 
 async def send(
-    client: Redis, q: QueueKeys, *messages: list[Any], ttl: int = TTL, bucket: int = BUCKET
+    client: Redis,
+    q: QueueKeys,
+    *messages: list[Any],
+    ttl: int = TTL,
+    retry: bool = False,
+    session: str = SESSION,
 ) -> list[str]:
-    args: list[Any] = [ttl]
+    args: list[Any] = [ttl, "1" if retry else "0"]
     for m in messages:
         args.extend(m)
-    result = await call(client, "send", [q.stream, q.dedup(bucket), q.dedup(bucket - 1)], args)
+    result = await call(client, "send", [q.stream, q.dedup(session)], args)
     assert isinstance(result, list)
     return result
 
@@ -60,7 +64,6 @@ async def test_appends_with_fixed_field_order(client: Redis, q: QueueKeys) -> No
     assert len(ids) == 1
     ((entry_id, fields),) = await entries(client, q.stream)
     assert entry_id == ids[0]
-    # the reply's field pairs, in stored order
     assert list(fields.items()) == [
         ("i", "M1"),
         ("t", "paid"),
@@ -75,7 +78,6 @@ async def test_empty_optional_fields_are_kept(client: Redis, q: QueueKeys) -> No
     (entry_id,) = await send(client, q, msg("M1", ""))
     stored = await entries(client, q.stream)
     assert stored == [(entry_id, {"i": "M1", "t": "", "k": "", "p": "", "c": "0", "d": ""})]
-    assert list(stored[0][1]) == ["i", "t", "k", "p", "c", "d"]
 
 
 async def test_binary_body_is_stored_exactly(redis_url: str, q: QueueKeys) -> None:
@@ -87,117 +89,108 @@ async def test_binary_body_is_stored_exactly(redis_url: str, q: QueueKeys) -> No
     assert fields[b"d"] == body
 
 
-async def test_batch_keeps_order_and_records_every_msg_id(client: Redis, q: QueueKeys) -> None:
+async def test_chunk_keeps_order_and_records_only_its_start(client: Redis, q: QueueKeys) -> None:
     ids = await send(client, q, msg("A", "1"), msg("B", "2"), msg("C", "3"))
-    assert len(ids) == 3
-    assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
     stored = await entries(client, q.stream)
     assert [(e[0], e[1]["i"], e[1]["d"]) for e in stored] == [
         (ids[0], "A", "1"),
         (ids[1], "B", "2"),
         (ids[2], "C", "3"),
     ]
-    assert await client.hgetall(q.dedup(BUCKET)) == {"A": ids[0], "B": ids[1], "C": ids[2]}
+    assert await client.get(q.dedup(SESSION)) == f"A {ids[0]}"
+    pttl = await client.pttl(q.dedup(SESSION))
+    assert TTL - 5000 < pttl <= TTL
 
 
-async def test_dedup_bucket_expires(client: Redis, q: QueueKeys) -> None:
-    await send(client, q, msg("A"), ttl=TTL)
-    pttl = await client.pttl(q.dedup(BUCKET))
-    assert 0 < pttl <= TTL
-    assert pttl > TTL - 5000
-    assert not await client.exists(q.dedup(BUCKET - 1))
+async def test_record_memory_is_per_session_not_per_message(client: Redis, q: QueueKeys) -> None:
+    for n in range(50):
+        await send(client, q, msg(f"M{n}"), msg(f"N{n}"))
+    assert await client.xlen(q.stream) == 100
+    assert await client.keys(f"{q.prefix}:dd:*") == [q.dedup(SESSION)]
+    assert (await client.get(q.dedup(SESSION))).startswith("M49 ")
 
 
-async def test_each_send_refreshes_the_bucket_ttl(client: Redis, q: QueueKeys) -> None:
-    await send(client, q, msg("A"), ttl=5000)
-    assert await client.pttl(q.dedup(BUCKET)) <= 5000
-    await send(client, q, msg("B"), ttl=TTL)
-    assert await client.pttl(q.dedup(BUCKET)) > 5000
-
-
-async def test_retry_finds_msg_id_in_current_bucket(client: Redis, q: QueueKeys) -> None:
-    (first,) = await send(client, q, msg("A", "first"))
-    (again,) = await send(client, q, msg("A", "retried", check="1"))
+async def test_retry_of_a_stored_chunk_returns_its_ids(client: Redis, q: QueueKeys) -> None:
+    first = await send(client, q, msg("A", "first"), msg("B"))
+    again = await send(client, q, msg("A", "retried"), msg("B"), retry=True)
     assert again == first
-    assert await client.xlen(q.stream) == 1
+    assert await client.xlen(q.stream) == 2
     assert (await entries(client, q.stream))[0][1]["d"] == "first"
 
 
-async def test_retry_finds_msg_id_in_previous_bucket(client: Redis, q: QueueKeys) -> None:
-    (first,) = await send(client, q, msg("A"), bucket=BUCKET)
-    (again,) = await send(client, q, msg("A", check="1"), bucket=BUCKET + 1)
+async def test_retry_of_a_chunk_that_never_landed_stores_it(client: Redis, q: QueueKeys) -> None:
+    (previous,) = await send(client, q, msg("P"))
+    ids = await send(client, q, msg("A"), msg("B"), retry=True)
+    assert previous not in ids
+    assert await client.xlen(q.stream) == 3
+    assert await client.get(q.dedup(SESSION)) == f"A {ids[0]}"
+
+
+async def test_retry_with_entries_between_still_matches(client: Redis, q: QueueKeys) -> None:
+    """Other producers may append after the chunk; the chunk's own entries are found in place."""
+    first = await send(client, q, msg("A"), msg("B"))
+    await send(client, q, msg("X"), session="other")
+    again = await send(client, q, msg("A"), msg("B"), retry=True)
     assert again == first
+    assert await client.xlen(q.stream) == 3
+
+
+async def test_retry_without_a_record_stores(client: Redis, q: QueueKeys) -> None:
+    ids = await send(client, q, msg("A"), retry=True)
     assert await client.xlen(q.stream) == 1
+    assert await client.get(q.dedup(SESSION)) == f"A {ids[0]}"
 
 
-async def test_msg_id_two_buckets_old_is_not_found(client: Redis, q: QueueKeys) -> None:
-    (first,) = await send(client, q, msg("A"), bucket=BUCKET)
-    (again,) = await send(client, q, msg("A", check="1"), bucket=BUCKET + 2)
+async def test_retry_whose_entries_were_trimmed_is_stored_again(
+    client: Redis, q: QueueKeys
+) -> None:
+    (first,) = await send(client, q, msg("A"))
+    await client.xdel(q.stream, first)
+    (again,) = await send(client, q, msg("A"), retry=True)
     assert again != first
-    assert await client.xlen(q.stream) == 2
-
-
-async def test_retried_batch_appends_only_the_missing(client: Redis, q: QueueKeys) -> None:
-    (a,) = await send(client, q, msg("A"))
-    ids = await send(client, q, msg("A", check="1"), msg("B", check="1"))
-    assert ids[0] == a
-    assert ids[1] != a
-    assert await client.xlen(q.stream) == 2
-    assert await client.hgetall(q.dedup(BUCKET)) == {"A": a, "B": ids[1]}
-
-
-async def test_same_msg_id_twice_in_one_retried_batch(client: Redis, q: QueueKeys) -> None:
-    ids = await send(client, q, msg("A", check="1"), msg("A", check="1"))
-    assert ids[0] == ids[1]
     assert await client.xlen(q.stream) == 1
 
 
-async def test_check_zero_does_not_look_up(client: Redis, q: QueueKeys) -> None:
-    """A first attempt ("0") only records: the same msg_id sent twice as new is stored twice."""
+async def test_first_attempts_never_look_up(client: Redis, q: QueueKeys) -> None:
     (first,) = await send(client, q, msg("A"))
     (second,) = await send(client, q, msg("A"))
     assert first != second
     assert await client.xlen(q.stream) == 2
-    assert await client.hget(q.dedup(BUCKET), "A") == second
+
+
+async def test_sessions_are_independent(client: Redis, q: QueueKeys) -> None:
+    (a,) = await send(client, q, msg("A"), session="one")
+    (b,) = await send(client, q, msg("B"), session="two")
+    assert await client.get(q.dedup("one")) == f"A {a}"
+    assert await client.get(q.dedup("two")) == f"B {b}"
+    assert await send(client, q, msg("A"), session="one", retry=True) == [a]
 
 
 async def test_ttl_zero_records_nothing(client: Redis, q: QueueKeys) -> None:
-    (first,) = await send(client, q, msg("A"), ttl=0)
-    assert not await client.exists(q.dedup(BUCKET))
-    assert not await client.exists(q.dedup(BUCKET - 1))
-    (second,) = await send(client, q, msg("A", check="1"), ttl=0)
-    assert second != first
-    assert await client.xlen(q.stream) == 2
-    assert not await client.exists(q.dedup(BUCKET))
-
-
-async def test_no_messages(client: Redis, q: QueueKeys) -> None:
-    assert await send(client, q) == []
-    assert not await client.exists(q.stream)
-    assert not await client.exists(q.dedup(BUCKET))
-
-
-async def test_stream_is_created_on_first_send(client: Redis, q: QueueKeys) -> None:
-    assert not await client.exists(q.stream)
-    await send(client, q, msg("A"))
-    assert await client.type(q.stream) == "stream"
-    assert await client.type(q.dedup(BUCKET)) == "hash"
+    await send(client, q, msg("A"), ttl=0)
+    assert not await client.exists(q.dedup(SESSION))
 
 
 async def test_queues_are_independent(client: Redis, namespace: str) -> None:
     q0, q1 = queue_keys(namespace, "t", 0), queue_keys(namespace, "t", 1)
     (a,) = await send(client, q0, msg("A"))
-    (b,) = await send(client, q1, msg("A", check="1"))
+    (b,) = await send(client, q1, msg("A"), retry=True)
+    assert a and b
     assert await client.xlen(q0.stream) == 1
     assert await client.xlen(q1.stream) == 1
-    assert await client.hget(q0.dedup(BUCKET), "A") == a
-    assert await client.hget(q1.dedup(BUCKET), "A") == b
 
 
-async def test_malformed_batch_writes_nothing(client: Redis, q: QueueKeys) -> None:
-    """Scripts validate, then write: a batch with a truncated message is not half-stored."""
-    args: list[Any] = [TTL, *msg("A"), "0", "B"]  # the second message has 2 of 7 values
+@pytest.mark.parametrize(
+    "args",
+    [
+        [TTL, "0"],  # no message
+        [TTL, "0", *msg("A"), "B", ""],  # the second message has 2 of 6 values
+        ["soon", "0", *msg("A")],  # ttl not a number
+    ],
+)
+async def test_malformed_calls_write_nothing(client: Redis, q: QueueKeys, args: list[Any]) -> None:
+    """Scripts validate, then write: nothing is half-stored."""
     with pytest.raises(ScriptError):
-        await call(client, "send", [q.stream, q.dedup(BUCKET), q.dedup(BUCKET - 1)], args)
-    assert await client.xlen(q.stream) == 0
-    assert not await client.exists(q.dedup(BUCKET))
+        await call(client, "send", [q.stream, q.dedup(SESSION)], args)
+    assert not await client.exists(q.stream)
+    assert not await client.exists(q.dedup(SESSION))
