@@ -6,12 +6,17 @@ import platform
 import sys
 from typing import Annotated
 
+import anyio
 import typer
 
+from rmq import App
 from rmq._version import __version__
+from rmq.errors import RMQError
+from rmq.settings import redact_url
 
-from . import worker
-from .options import EXIT_OK, GlobalOptions
+from . import consume, group, message, metrics, send, topic, worker
+from .options import EXIT_OK, EXIT_USAGE, GlobalOptions
+from .output import Output
 
 app = typer.Typer(
     name="rmq",
@@ -20,16 +25,54 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+app.add_typer(topic.app, name="topic")
+app.add_typer(group.app, name="group")
+app.add_typer(message.app, name="message")
+app.command("send")(send.send)
+app.command("consume")(consume.consume)
 app.add_typer(worker.app, name="worker")
+app.add_typer(metrics.app, name="metrics")
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"rmq {__version__} (Python {platform.python_version()})")
-        raise typer.Exit(EXIT_OK)
+def _server_version(options: GlobalOptions) -> tuple[str, dict[str, str] | None]:
+    """(redacted URL, server info or None when unreachable), waiting at most about a second."""
+    try:
+        settings = options.settings().replace(startup_timeout=0.0, connect_timeout=1.0)
+    except RMQError:
+        return "?", None
+
+    async def probe() -> dict[str, str]:
+        with anyio.fail_after(2.0):
+            async with App(settings) as rmq_app:
+                return await rmq_app.admin.server_info()
+
+    url = redact_url(settings.redis_url)
+    try:
+        return url, anyio.run(probe)
+    except Exception:
+        return url, None
 
 
-@app.callback()
+def _print_version(options: GlobalOptions) -> None:
+    url, server = _server_version(options)
+    out = Output(options.json)
+    if out.json:
+        out.document(
+            {
+                "rmq": __version__,
+                "python": platform.python_version(),
+                "server": None if server is None else {**server, "url": url},
+            }
+        )
+        return
+    out.line(f"rmq {__version__} (Python {platform.python_version()})")
+    if server is None:
+        out.line(f"server: not reachable at {url}")
+    else:
+        out.line(f"server: {server['name']} {server['version']} at {url}")
+
+
+@app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
     redis_url: Annotated[
@@ -45,13 +88,18 @@ def root(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     version: Annotated[
         bool,
-        typer.Option(
-            "--version", "-V", callback=_version, is_eager=True, help="Show versions and exit."
-        ),
+        typer.Option("--version", "-V", help="Show the rmq, Python and server versions and exit."),
     ] = False,
 ) -> None:
     """Administer topics, groups and messages, and run workers."""
-    ctx.obj = GlobalOptions(redis_url=redis_url, namespace=namespace, json=json)
+    options = GlobalOptions(redis_url=redis_url, namespace=namespace, json=json)
+    ctx.obj = options
+    if version:
+        _print_version(options)
+        raise typer.Exit(EXIT_OK)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help(), err=True)
+        raise typer.Exit(EXIT_USAGE)
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
-"""`rmq worker run module:app`: run an app's consumers until SIGTERM/SIGINT."""
+"""`rmq worker run module:app` and `rmq worker check module:app`."""
 
 from __future__ import annotations
 
 import importlib
-import logging
 import os
+import socket
 import sys
 from typing import Annotated
 
@@ -12,11 +12,33 @@ import anyio
 import typer
 
 from rmq import App
-from rmq.errors import BrokerUnavailable, RMQError
+from rmq.context import Context
+from rmq.errors import BrokerUnavailable, ConfigError, RMQError
+from rmq.health import STALE_INTERVALS, alive_members, heartbeat_key
+from rmq.logging import FORMATS, configure
+from rmq.runner import RunOptions, Supervisor, run_worker
 
-from .options import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, global_options
+from .options import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    JsonOption,
+    global_options,
+)
+from .runtime import fail, output
 
-app = typer.Typer(help="Run worker processes.", no_args_is_help=True)
+app = typer.Typer(help="Run worker processes and check their health.", no_args_is_help=True)
+
+TargetArg = Annotated[
+    str, typer.Argument(help="The app, as module:attribute (attribute defaults to app).")
+]
+
+
+def app_id(target: str) -> str:
+    """`module:attribute`, with the default attribute filled in."""
+    module_name, _, attribute = target.partition(":")
+    return f"{module_name}:{attribute or 'app'}"
 
 
 def load_app(target: str) -> App:
@@ -36,34 +58,135 @@ def load_app(target: str) -> App:
     return obj
 
 
-@app.command("run")
-def run(
-    ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="The app to run, as module:attribute.")],
-    concurrency: Annotated[
-        int | None, typer.Option(help="Handler concurrency per consumer.", min=1)
-    ] = None,
-    log_level: Annotated[str, typer.Option(envvar="RMQ_LOG_LEVEL", help="Log level.")] = "INFO",
-) -> None:
-    """Run the app's consumers until SIGTERM or SIGINT, then drain gracefully and exit 0."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    rmq_app = load_app(target)
+def _apply_options(ctx: typer.Context, rmq_app: App, concurrency: int | None) -> None:
     overrides: dict[str, object] = dict(global_options(ctx).overrides())
     if concurrency is not None:
         overrides["concurrency"] = concurrency
-    try:
-        if overrides:
+    if overrides:
+        try:
             rmq_app.settings = rmq_app.settings.replace(**overrides)
-        if not rmq_app.consumers:
-            typer.echo(f"error: {target} registers no consumers", err=True)
-            raise typer.Exit(EXIT_USAGE)
-        anyio.run(rmq_app.run)
+        except ConfigError as exc:
+            fail(str(exc), EXIT_USAGE)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    target: TargetArg,
+    processes: Annotated[
+        int,
+        typer.Option("--processes", "-p", min=1, envvar="RMQ_PROCESSES", help="Worker processes."),
+    ] = 1,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Handler concurrency per consumer.", min=1)
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(envvar="RMQ_METRICS_PORT", min=0, max=65535, help="Serve /metrics here."),
+    ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="RMQ_HEALTH_PORT", min=0, max=65535, help="Serve /healthz and /readyz here."
+        ),
+    ] = None,
+    bind: Annotated[
+        str, typer.Option(envvar="RMQ_BIND", help="Address the HTTP ports listen on.")
+    ] = "127.0.0.1",
+    log_level: Annotated[str, typer.Option(envvar="RMQ_LOG_LEVEL", help="Log level.")] = "INFO",
+    log_format: Annotated[
+        str, typer.Option(envvar="RMQ_LOG_FORMAT", help=f"Log format: {' or '.join(FORMATS)}.")
+    ] = "text",
+    supervised: Annotated[bool, typer.Option(hidden=True)] = False,
+) -> None:
+    """Run the app's consumers until SIGTERM or SIGINT, then drain gracefully and exit 0.
+
+    With --processes N > 1 a supervisor runs N worker processes, restarts crashed ones, forwards
+    signals (a second SIGINT forces the stop) and serves one /metrics for all of them.
+    """
+    try:
+        configure(log_level, log_format)
+    except (ConfigError, ValueError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    rmq_app = load_app(target)
+    _apply_options(ctx, rmq_app, concurrency)
+    if not rmq_app.consumers:
+        fail(f"{target} registers no consumers", EXIT_USAGE)
+    options = RunOptions(
+        app_id=app_id(target), processes=processes, metrics_port=metrics_port,
+        health_port=health_port, bind=bind, supervised=supervised,
+    )  # fmt: skip
+    try:
+        if processes > 1 and not supervised:
+            code = anyio.run(_supervise, rmq_app, options, concurrency, log_level, log_format)
+            raise typer.Exit(code)
+        anyio.run(run_worker, rmq_app, options)
     except BrokerUnavailable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_UNAVAILABLE) from None
+        fail(str(exc), EXIT_UNAVAILABLE)
     except RMQError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILURE) from None
+        fail(str(exc), EXIT_FAILURE)
+    except OSError as exc:
+        fail(f"cannot listen on {bind}: {exc}", EXIT_FAILURE)
+    raise typer.Exit(EXIT_OK)
+
+
+async def _supervise(
+    rmq_app: App, options: RunOptions, concurrency: int | None, level: str, fmt: str
+) -> int:
+    command = [sys.executable, "-m", "rmq", "worker", "run", options.app_id, "--supervised"]
+    if concurrency is not None:
+        command += ["--concurrency", str(concurrency)]
+    command += ["--log-level", level, "--log-format", fmt]
+    settings = rmq_app.settings
+    env = {
+        **os.environ,
+        "RMQ_REDIS_URL": settings.redis_url,
+        "RMQ_NAMESPACE": settings.namespace,
+        "RMQ_PROCESSES": "1",
+    }
+    for name in ("RMQ_METRICS_PORT", "RMQ_HEALTH_PORT"):
+        env.pop(name, None)
+    return await Supervisor(settings, options, command, env).run()
+
+
+@app.command("check")
+def check(ctx: typer.Context, target: TargetArg, json: JsonOption = False) -> None:
+    """Exit 0 when a worker process of the app on this host is alive, else 1.
+
+    For container health checks: reads the workers' heartbeats in Redis, no port needed.
+    """
+    rmq_app = load_app(target)
+    _apply_options(ctx, rmq_app, None)
+    settings = rmq_app.settings.replace(startup_timeout=0.0)
+    key = heartbeat_key(settings.namespace, app_id(target))
+    host = socket.gethostname()
+
+    async def alive() -> list[str]:
+        ctx_ = Context.create(settings, client_name="rmq:check")
+        try:
+            await ctx_.conn.open()
+            return await alive_members(
+                ctx_.conn.commands, key, settings.heartbeat_interval, host=host
+            )
+        finally:
+            await ctx_.conn.close()
+
+    out = output(ctx, json)
+    try:
+        members = anyio.run(alive)
+        problem = None if members else (
+            f"no worker process of {app_id(target)} on {host} beat in the last "
+            f"{STALE_INTERVALS * settings.heartbeat_interval:g}s"
+        )  # fmt: skip
+    except RMQError as exc:
+        members, problem = [], f"Redis unreachable: {exc}"
+    if out.json:
+        out.document(
+            {"app": app_id(target), "host": host, "healthy": problem is None, "alive": members,
+             "problem": problem}
+        )  # fmt: skip
+    elif problem is None:
+        out.line(f"ok: {len(members)} worker process(es) of {app_id(target)} alive on {host}")
+    if problem is not None:
+        fail(problem, EXIT_FAILURE)
     raise typer.Exit(EXIT_OK)

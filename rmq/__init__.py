@@ -17,6 +17,7 @@ async with app:
 from ._version import __version__
 from .app import App
 from .consumer import ConsumerSpec, PullConsumer
+from .dlq import DeadLetter, DeadLetters
 from .errors import (
     BrokerError,
     BrokerUnavailable,
@@ -24,17 +25,24 @@ from .errors import (
     ConsumerError,
     DecodeError,
     EncodeError,
+    FilterSyntaxError,
+    GroupNotFound,
+    HandlerSignal,
     InvalidName,
     MessageTooLarge,
     ProducerClosed,
     PublishError,
+    Reject,
+    Retry,
     RMQError,
     ScriptError,
     SerializationError,
+    Skip,
     TopicNotFound,
 )
 from .message import Message, SendResult, SendStatus
 from .producer import Producer
+from .retry import Exponential, Fixed, RetryPolicy, Schedule
 from .settings import Settings
 
 __all__ = [
@@ -44,8 +52,15 @@ __all__ = [
     "ConfigError",
     "ConsumerError",
     "ConsumerSpec",
+    "DeadLetter",
+    "DeadLetters",
     "DecodeError",
     "EncodeError",
+    "Exponential",
+    "FilterSyntaxError",
+    "Fixed",
+    "GroupNotFound",
+    "HandlerSignal",
     "InvalidName",
     "Message",
     "MessageTooLarge",
@@ -54,11 +69,16 @@ __all__ = [
     "PublishError",
     "PullConsumer",
     "RMQError",
+    "Reject",
+    "Retry",
+    "RetryPolicy",
+    "Schedule",
     "ScriptError",
     "SendResult",
     "SendStatus",
     "SerializationError",
     "Settings",
+    "Skip",
     "TopicNotFound",
     "__version__",
 ]

@@ -3,22 +3,39 @@ sends messages, and runs workers."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
 
+from .admin import Admin, Position, QueueReset
+from .connection import broker_error
+from .consumer.broadcast import BroadcastConsumer
+from .consumer.orderly import OrderlyConsumer
+from .consumer.promoter import Promoter
 from .consumer.pull import PullConsumer
 from .consumer.push import PushConsumer, consumer_name
-from .consumer.spec import ConsumerSpec, Handler, StartPosition
+from .consumer.spec import (
+    AllocateStrategy,
+    ConsumeMode,
+    ConsumerSpec,
+    Handler,
+    MessageModel,
+    StartPosition,
+)
 from .context import Context
+from .dlq import DeadLetters
 from .errors import ConsumerError, ProducerClosed
 from .message import Message, SendResult
+from .names import validate_topic
 from .producer import ErrorCallback, Producer, QueueSelector, SendCallback
+from .retry import RetryPolicy
 from .settings import Settings
 
 __all__ = ["App"]
@@ -52,8 +69,9 @@ class App:
         self._depth = 0
         self._producers: list[Producer] = []
         self._default_producer = self.producer()
-        self._consumers: list[PushConsumer] = []
+        self._consumers: list[ConsumerRuntime] = []
         self._stop_requested: anyio.Event | None = None
+        self._promoters: list[Promoter] = []
         self._pull_consumers = 0
 
     def __repr__(self) -> str:
@@ -71,11 +89,37 @@ class App:
         prefetch: int | None = None,
         fetch_batch: int | None = None,
         visibility_timeout: float | None = None,
+        retry: RetryPolicy | Sequence[float | timedelta] | float | None = None,
+        max_retries: int = 16,
+        max_deliveries: int = 5,
+        timeout: float | None = None,
+        tag: str | None = None,
+        sql: str | None = None,
+        mode: ConsumeMode = "concurrently",
+        model: MessageModel = "clustering",
+        suspend: float = 1.0,
+        allocate: AllocateStrategy | None = None,
+        instance_id: str | None = None,
+        broadcast_retries: int = 3,
     ) -> Callable[[H], H]:
         """Register the decorated function as a push consumer of `topic` in `group`.
 
-        Returning normally acknowledges the message; raising leaves it pending, and it is delivered
-        again after the visibility timeout. Plain `def` handlers run in worker threads.
+        Returning normally acknowledges the message. Raising `rmq.Retry(delay=...)` or any
+        exception retries it after a backoff (`retry`: a policy, a list of delays or one delay;
+        default RocketMQ's 10s 30s 1m ... 2h), up to `max_retries` times, then dead-letters it;
+        `rmq.Reject(reason)` dead-letters at once; `rmq.Skip` acknowledges without handling.
+        A handler running longer than `timeout` seconds is cancelled and counts as a failure.
+        A message delivered more than `max_deliveries` times without an outcome (it kills its
+        consumers) is dead-lettered. Plain `def` handlers run in worker threads.
+
+        `tag` ("TagA || TagB", "*") and `sql` (RocketMQ's SQL92 over properties and TAGS) filter:
+        messages that do not match are acknowledged without calling the handler, and counted.
+
+        `mode="orderly"`: each queue is consumed by one live member at a time, in order; failures
+        are retried in place after `suspend` seconds (`allocate` picks the queue-sharing strategy).
+        `model="broadcasting"`: every instance gets every message (`instance_id` names it, else a
+        per-host slot is claimed); failures are retried `broadcast_retries` times, then recorded
+        in the DLQ and skipped.
         """
 
         def register(handler: H) -> H:
@@ -88,6 +132,18 @@ class App:
                 prefetch=prefetch,
                 fetch_batch=fetch_batch,
                 visibility_timeout=visibility_timeout,
+                retry=retry,
+                max_retries=max_retries,
+                max_deliveries=max_deliveries,
+                timeout=timeout,
+                tag=tag,
+                sql=sql,
+                mode=mode,
+                model=model,
+                suspend=suspend,
+                allocate=allocate,
+                instance_id=instance_id,
+                broadcast_retries=broadcast_retries,
             )
             if any(s.topic == topic and s.group == group for s in self._specs):
                 raise ConsumerError(f"{spec.name} already has a consumer in this app")
@@ -138,13 +194,19 @@ class App:
         finally:
             self._ctx = None
             if ctx is not None:
-                await ctx.conn.close()
+                with anyio.CancelScope(shield=True):
+                    await ctx.conn.close()
 
     async def declare(self) -> None:
         """Create the topics (unless strict) and groups of every registered consumer."""
         ctx = self.context
         for spec in self._specs:
-            await PushConsumer(ctx, spec, self.name).declare()
+            if spec.model == "broadcasting":
+                await ctx.topics.ensure(spec.topic)
+            elif spec.mode == "orderly":
+                await OrderlyConsumer(ctx, spec, self.name).declare()
+            else:
+                await PushConsumer(ctx, spec, self.name).declare()
 
     # ------------------------------------------------------------------ producing
 
@@ -164,11 +226,14 @@ class App:
         properties: dict[str, str] | None = None,
         sharding_key: str | None = None,
         selector: QueueSelector | None = None,
+        delay: float | timedelta | None = None,
+        deliver_at: datetime | None = None,
+        delay_level: int | None = None,
     ) -> SendResult:
         """Send one message and wait until it is stored. See `Producer.send`."""
         return await self._default_producer.send(
-            topic, body, tag=tag, keys=keys, properties=properties,
-            sharding_key=sharding_key, selector=selector,
+            topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
+            selector=selector, delay=delay, deliver_at=deliver_at, delay_level=delay_level,
         )  # fmt: skip
 
     def send_async(
@@ -183,11 +248,15 @@ class App:
         selector: QueueSelector | None = None,
         callback: SendCallback | None = None,
         on_error: ErrorCallback | None = None,
-    ) -> Any:
+        delay: float | timedelta | None = None,
+        deliver_at: datetime | None = None,
+        delay_level: int | None = None,
+    ) -> asyncio.Future[SendResult]:
         """Send without waiting; returns an awaitable future. See `Producer.send_async`."""
         return self._default_producer.send_async(
             topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
-            selector=selector, callback=callback, on_error=on_error,
+            selector=selector, callback=callback, on_error=on_error, delay=delay,
+            deliver_at=deliver_at, delay_level=delay_level,
         )  # fmt: skip
 
     def send_oneway(
@@ -200,11 +269,14 @@ class App:
         properties: dict[str, str] | None = None,
         sharding_key: str | None = None,
         selector: QueueSelector | None = None,
+        delay: float | timedelta | None = None,
+        deliver_at: datetime | None = None,
+        delay_level: int | None = None,
     ) -> None:
         """Fire and forget. See `Producer.send_oneway`."""
         self._default_producer.send_oneway(
-            topic, body, tag=tag, keys=keys, properties=properties,
-            sharding_key=sharding_key, selector=selector,
+            topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
+            selector=selector, delay=delay, deliver_at=deliver_at, delay_level=delay_level,
         )  # fmt: skip
 
     async def send_batch(
@@ -220,6 +292,27 @@ class App:
             topic, messages, sharding_key=sharding_key, selector=selector
         )
 
+    async def cancel_delayed(self, topic: str, msg_id: str) -> bool:
+        """Cancel a delayed message not delivered yet (RocketMQ 5's recall); False if too late."""
+        ctx = self.context
+        info = await ctx.topics.get(validate_topic(topic))
+        if info is None:
+            return False
+        script = ctx.conn.scripts["cancel_delayed"]
+        commands = []
+        for queue_id in range(info.queues):
+            queue = ctx.keys.queue(topic, queue_id)
+            commands.append(script.evalsha_args((queue.delay, queue.delay_payload), (msg_id,)))
+        results = await ctx.conn.scripts.pipeline(ctx.conn.commands, commands)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise broker_error(result, "cancel_delayed")
+        return any(results)
+
+    def dead_letters(self, topic: str, group: str) -> DeadLetters:
+        """The dead-letter queue of `group` on `topic`: count, entries, replay, purge."""
+        return DeadLetters(self.context, topic, group)
+
     async def flush(self) -> None:
         """Wait for every pending async and one-way send of this app's producers."""
         for producer in self._producers:
@@ -228,12 +321,22 @@ class App:
     # ------------------------------------------------------------------ consuming
 
     def pull_consumer(
-        self, topic: str, group: str, *, start: StartPosition = "last"
+        self,
+        topic: str,
+        group: str,
+        *,
+        start: StartPosition = "last",
+        tag: str | None = None,
+        sql: str | None = None,
     ) -> PullConsumer:
-        """A pull consumer (receive / ack / change_invisible_duration) for `topic` in `group`."""
+        """A pull consumer (receive / ack / change_invisible_duration) for `topic` in `group`.
+
+        With `tag` ("TagA || TagB") or `sql` (a SQL92 selector over properties), messages that do
+        not match are acknowledged without being returned.
+        """
         self._pull_consumers += 1
         name = f"{self.name}-p{self._pull_consumers}"
-        return PullConsumer(self.context, topic, group, name, start=start)
+        return PullConsumer(self.context, topic, group, name, start=start, tag=tag, sql=sql)
 
     def stop(self) -> None:
         """Ask `run()` to stop gracefully."""
@@ -271,21 +374,31 @@ class App:
     async def _serve(self, task_status: TaskStatus[None]) -> None:
         assert self._stop_requested is not None
         ctx = self.context
-        self._consumers = [PushConsumer(ctx, spec, self.name) for spec in self._specs]
-        async with anyio.create_task_group() as tg:
-            for consumer in self._consumers:
-                await tg.start(consumer.run)
-            log.info(
-                "worker %s consuming %s from %s",
-                self.name, ", ".join(s.name for s in self._specs), ctx.conn.url,
-            )  # fmt: skip
-            task_status.started()
-            await self._stop_requested.wait()
-            log.info(
-                "stopping: finishing in-flight messages (grace %.0fs)", self.settings.shutdown_grace
-            )
-            for consumer in self._consumers:
-                consumer.stop()
+        self._consumers = [_runtime(ctx, spec, self.name) for spec in self._specs]
+        groups_by_topic: dict[str, list[str]] = {}
+        for spec in self._specs:
+            retries = spec.mode == "concurrently" and spec.model == "clustering"
+            groups_by_topic.setdefault(spec.topic, []).extend([spec.group] if retries else [])
+        self._promoters = [Promoter(ctx, t, groups) for t, groups in groups_by_topic.items()]
+        async with anyio.create_task_group() as promoters:
+            for promoter in self._promoters:
+                await promoters.start(promoter.run)
+            async with anyio.create_task_group() as tg:
+                for consumer in self._consumers:
+                    await tg.start(consumer.run)
+                log.info(
+                    "worker %s consuming %s from %s",
+                    self.name, ", ".join(s.name for s in self._specs), ctx.conn.url,
+                )  # fmt: skip
+                task_status.started()
+                await self._stop_requested.wait()
+                log.info(
+                    "stopping: finishing in-flight messages (grace %.0fs)",
+                    self.settings.shutdown_grace,
+                )
+                for consumer in self._consumers:
+                    consumer.stop()
+            promoters.cancel_scope.cancel()
 
     async def _watch_signals(self, signals: AsyncIterator[int], force: anyio.CancelScope) -> None:
         seen = 0
@@ -301,6 +414,32 @@ class App:
                 return
 
     @property
-    def running_consumers(self) -> list[PushConsumer]:
+    def running_consumers(self) -> list[ConsumerRuntime]:
         """The consumer runtimes of the current `run()` (stats live here)."""
         return list(self._consumers)
+
+    # ------------------------------------------------------------------ administration
+
+    @property
+    def admin(self) -> Admin:
+        """Topic, group, offset and message administration (what the `rmq` CLI runs)."""
+        return Admin(self)
+
+    async def reset_offset(self, topic: str, group: str, to: Position) -> list[QueueReset]:
+        """Move `group` on every queue of `topic` to a time, "first" or "last" (XGROUP SETID).
+
+        Running consumers follow without a restart; pending entries stay pending (still
+        delivered again or claimed). See `Admin.reset_offset`.
+        """
+        return await self.admin.reset_offset(topic, group, to)
+
+
+ConsumerRuntime = PushConsumer | OrderlyConsumer | BroadcastConsumer
+
+
+def _runtime(ctx: Context, spec: ConsumerSpec, name: str) -> ConsumerRuntime:
+    if spec.model == "broadcasting":
+        return BroadcastConsumer(ctx, spec, name)
+    if spec.mode == "orderly":
+        return OrderlyConsumer(ctx, spec, name)
+    return PushConsumer(ctx, spec, name)

@@ -12,6 +12,9 @@ names once per listpack node:
 | `c` | body flags: 0 bytes, 1 str (UTF-8), 2 JSON (orjson); +8 when zlib-compressed |
 | `d` | body |
 
+Retry copies in a group's retry stream add `r` (failures so far), `o` (the entry id of the first
+delivery in the queue stream) and `f` (first failure, epoch ms).
+
 Entries written by other clients need only `d` (then the body is raw bytes and a msg_id is
 derived from the entry id); anything else is undecodable and goes to the dead-letter stream.
 """
@@ -114,18 +117,43 @@ def encode_properties(properties: dict[str, str] | None, max_bytes: int) -> byte
 
 
 class DecodedEntry:
-    """The fields of one stream entry, decoded."""
+    """The fields of one stream entry, decoded.
 
-    __slots__ = ("body", "keys", "msg_id", "properties", "tag")
+    Retry copies (in a group's retry stream) also carry `retries` (field r: how many times the
+    message failed before), `origin` (o: its entry id in the queue stream) and `first_failure_ms`
+    (f); plain entries have 0, None, None.
+    """
+
+    __slots__ = (
+        "body",
+        "first_failure_ms",
+        "keys",
+        "msg_id",
+        "origin",
+        "properties",
+        "retries",
+        "tag",
+    )
 
     def __init__(
-        self, msg_id: str, tag: str | None, keys: list[str], properties: dict[str, str], body: Any
+        self,
+        msg_id: str,
+        tag: str | None,
+        keys: list[str],
+        properties: dict[str, str],
+        body: Any,
+        retries: int = 0,
+        origin: str | None = None,
+        first_failure_ms: int | None = None,
     ) -> None:
         self.msg_id = msg_id
         self.tag = tag
         self.keys = keys
         self.properties = properties
         self.body = body
+        self.retries = retries
+        self.origin = origin
+        self.first_failure_ms = first_failure_ms
 
 
 _OUR_LAYOUT = (b"i", b"t", b"k", b"p", b"c", b"d")
@@ -178,8 +206,12 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes]) -> DecodedEntry:
         keys = raw_keys.decode().split(" ") if raw_keys else []
         properties = _properties(fields.get(b"p") or b"")
         body = decode_body(data, flags)
+        raw_retries, raw_origin, raw_first = fields.get(b"r"), fields.get(b"o"), fields.get(b"f")
+        retries = int(raw_retries) if raw_retries else 0
+        origin = raw_origin.decode() if raw_origin else None
+        first_failure = int(raw_first) if raw_first else None
     except DecodeError as exc:
         raise DecodeError(exc.reason, fields) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError(f"malformed entry: {exc}", fields) from exc
-    return DecodedEntry(msg_id, tag, keys, properties, body)
+    return DecodedEntry(msg_id, tag, keys, properties, body, retries, origin, first_failure)

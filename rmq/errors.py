@@ -4,17 +4,23 @@
 RMQError
 ├── ConfigError(ValueError)          bad settings, environment variables or arguments
 │   └── InvalidName                  topic, group, tag, key or namespace breaks the naming rules
+├── FilterSyntaxError(ValueError)    a tag or SQL92 filter does not parse (names the column)
 ├── BrokerError                      Redis said something rmq cannot work with
 │   ├── BrokerUnavailable            Redis unreachable after retrying with backoff
 │   └── ScriptError                  a Lua script returned an error
 ├── TopicNotFound                    topic does not exist and auto-creation is off
+├── GroupNotFound                    the consumer group does not exist on the topic (admin)
 ├── SerializationError(ValueError)
 │   ├── EncodeError                  body or properties cannot be encoded
 │   └── DecodeError                  a stream entry cannot be decoded (kept as raw fields)
 ├── PublishError                     a send failed
 │   ├── MessageTooLarge              encoded body above the size limit, nothing written
 │   └── ProducerClosed               the app or producer is closed
-└── ConsumerError                    consumer misconfiguration or lifecycle error
+├── ConsumerError                    consumer misconfiguration or lifecycle error
+└── HandlerSignal                    raised by handlers to steer the outcome (not logged as errors)
+    ├── Retry(delay=None)            consume again later (after `delay`, else the retry policy)
+    ├── Reject(reason)               straight to the dead-letter queue
+    └── Skip                         acknowledge without processing
 ```
 
 Catch `RMQError` to handle everything rmq raises; redis-py exceptions never escape the public API
@@ -23,6 +29,8 @@ unwrapped.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 __all__ = [
     "BrokerError",
     "BrokerUnavailable",
@@ -30,13 +38,19 @@ __all__ = [
     "ConsumerError",
     "DecodeError",
     "EncodeError",
+    "GroupNotFound",
+    "FilterSyntaxError",
+    "HandlerSignal",
     "InvalidName",
     "MessageTooLarge",
     "ProducerClosed",
     "PublishError",
     "RMQError",
+    "Reject",
+    "Retry",
     "ScriptError",
     "SerializationError",
+    "Skip",
     "TopicNotFound",
 ]
 
@@ -53,6 +67,22 @@ class InvalidName(ConfigError):
     """A topic, group, tag, key or namespace breaks the naming rules."""
 
 
+class FilterSyntaxError(RMQError, ValueError):
+    """A tag expression or SQL92 selector is malformed.
+
+    `reason` says what is wrong and `column` where (1-based, into `expression`); the message
+    shows the expression with a caret under the offending token.
+    """
+
+    def __init__(
+        self, message: str, *, reason: str = "", expression: str = "", column: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+        self.expression = expression
+        self.column = column
+
+
 class BrokerError(RMQError):
     """Redis answered with something rmq cannot work with."""
 
@@ -67,6 +97,10 @@ class ScriptError(BrokerError):
 
 class TopicNotFound(RMQError):
     """The topic does not exist and `strict_topics` forbids creating it."""
+
+
+class GroupNotFound(RMQError):
+    """An admin operation names a consumer group that does not exist on the topic."""
 
 
 class SerializationError(RMQError, ValueError):
@@ -100,3 +134,31 @@ class ProducerClosed(PublishError):
 
 class ConsumerError(RMQError):
     """A consumer is misconfigured or used outside its lifecycle."""
+
+
+class HandlerSignal(RMQError):
+    """Raised by a handler to choose what happens to its message."""
+
+
+class Retry(HandlerSignal):
+    """Consume the message again later: after `delay` seconds, else the consumer's retry policy.
+
+    Counts as a retry: after `max_retries` the message is dead-lettered.
+    """
+
+    def __init__(self, delay: float | timedelta | None = None, reason: str = "") -> None:
+        super().__init__(reason or "retry requested")
+        self.delay = delay
+        self.reason = reason
+
+
+class Reject(HandlerSignal):
+    """Dead-letter the message at once, with `reason`."""
+
+    def __init__(self, reason: str = "rejected") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Skip(HandlerSignal):
+    """Acknowledge the message without processing it (counted as skipped)."""

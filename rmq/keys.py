@@ -9,8 +9,22 @@ of two queues.
 <ns>:topic:<topic>:groups            set     consumer groups subscribed to the topic
 <ns>:{<topic>:<q>}:s                 stream  the queue
 <ns>:{<topic>:<q>}:dd:<session>      string  a producer session's last chunk on this queue (expires)
+<ns>:{<topic>:<q>}:half             zset    transactional half messages: msg_id -> next check ms
+<ns>:{<topic>:<q>}:half:p           hash    half messages: msg_id -> packed fields and state
+<ns>:{<topic>:<q>}:delay            zset    delayed messages: msg_id -> due ms
+<ns>:{<topic>:<q>}:delay:p          hash    delayed messages: msg_id -> packed fields
+<ns>:{<topic>:<q>}:retry:<group>     zset    retries waiting for their backoff: msg_id -> due ms
+<ns>:{<topic>:<q>}:retry:<group>:p   hash    retries waiting: msg_id -> packed fields
+<ns>:{<topic>:<q>}:rs:<group>        stream  retries due now, read by <group> together with :s
 <ns>:{<topic>:<q>}:dlq:<group>       stream  dead letters of <group> on this queue
 <ns>:{<topic>:<q>}:inv:<group>       zset    pull consumers: entry id -> invisible-until ms
+<ns>:{<topic>:<q>}:lease:<group>     string  orderly consumption lease (holder token, PX ttl)
+<ns>:{<topic>:<q>}:bcast:<group>     hash    broadcasting offsets: instance id -> last entry id
+<ns>:members:<topic>:<group>         zset    live members of an orderly group: id -> heartbeat ms
+<ns>:bslot:<group>:<instance>        string  heartbeat lease of a broadcasting instance id
+<ns>:heartbeats:<module:app>         zset    worker processes: <host>:<pid> -> heartbeat ms
+<ns>:wake:<topic>                    channel published when a delayed message or retry is due
+                                             sooner than everything scheduled before it
 ```
 """
 
@@ -33,6 +47,22 @@ class NamespaceKeys:
 
     def topic_groups(self, topic: str) -> str:
         return f"{self.ns}:topic:{topic}:groups"
+
+    def members(self, topic: str, group: str) -> str:
+        """Live members of an orderly group (heartbeats), a key of its own."""
+        return f"{self.ns}:members:{topic}:{group}"
+
+    def broadcast_slot(self, group: str, instance: str) -> str:
+        """Heartbeat lease of a broadcasting instance id."""
+        return f"{self.ns}:bslot:{group}:{instance}"
+
+    def heartbeats(self, app_id: str) -> str:
+        """Worker processes of one app (`module:attr`): `<host>:<pid>` -> heartbeat ms."""
+        return f"{self.ns}:heartbeats:{app_id}"
+
+    def wake(self, topic: str) -> str:
+        """Pub/sub channel that wakes the topic's promoters early."""
+        return f"{self.ns}:wake:{topic}"
 
     def queue(self, topic: str, queue_id: int) -> QueueKeys:
         return QueueKeys(self.ns, topic, queue_id)
@@ -64,9 +94,44 @@ class QueueKeys:
     def dlq(self, group: str) -> str:
         return f"{self.prefix}:dlq:{group}"
 
+    @property
+    def half(self) -> str:
+        return f"{self.prefix}:half"
+
+    @property
+    def half_payload(self) -> str:
+        return f"{self.prefix}:half:p"
+
+    @property
+    def delay(self) -> str:
+        return f"{self.prefix}:delay"
+
+    @property
+    def delay_payload(self) -> str:
+        return f"{self.prefix}:delay:p"
+
+    def retry(self, group: str) -> str:
+        return f"{self.prefix}:retry:{group}"
+
+    def retry_payload(self, group: str) -> str:
+        return f"{self.prefix}:retry:{group}:p"
+
+    def retry_stream(self, group: str) -> str:
+        return f"{self.prefix}:rs:{group}"
+
+    def lease(self, group: str) -> str:
+        return f"{self.prefix}:lease:{group}"
+
+    def broadcast_offsets(self, group: str) -> str:
+        return f"{self.prefix}:bcast:{group}"
+
     def invisible(self, group: str) -> str:
         return f"{self.prefix}:inv:{group}"
 
     def all_for_group(self, group: str) -> list[str]:
         """Every key this queue uses for `group` (plus the stream); used by the slot test."""
-        return [self.stream, self.dedup("session"), self.dlq(group), self.invisible(group)]
+        return [
+            self.stream, self.dedup("session"), self.dlq(group), self.invisible(group),
+            self.delay, self.delay_payload, self.retry(group), self.retry_payload(group),
+            self.retry_stream(group), self.lease(group), self.broadcast_offsets(group),
+        ]  # fmt: skip

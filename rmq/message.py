@@ -22,10 +22,16 @@ class Message:
     Build one with `Message(body=..., tag=..., keys=[...], properties={...})`. On a received
     message rmq also fills in `topic`, `queue_id`, `offset` (the stream entry id), `msg_id`,
     `born_at`, `stored_at`, `reconsume_times`, `delivery_count` and `group`.
+
+    `reconsume_times` is how many times the message was consumed before and failed (0 on the first
+    attempt, 1 on the first retry, ...; for pull consumers, redeliveries after the invisible time
+    count too). `delivery_count` is how often Redis delivered this entry (crash redeliveries).
     """
 
     __slots__ = (
         "_born_ms",
+        "_first_failure_ms",
+        "_origin",
         "_stored_ms",
         "_stream",
         "body",
@@ -55,6 +61,8 @@ class Message:
     _born_ms: int | None
     _stored_ms: int | None
     _stream: str
+    _origin: str | None
+    _first_failure_ms: int | None
 
     def __init__(
         self,
@@ -78,6 +86,8 @@ class Message:
         self._born_ms = None
         self._stored_ms = None
         self._stream = ""
+        self._origin = None
+        self._first_failure_ms = None
 
     @classmethod
     def _received(
@@ -93,6 +103,9 @@ class Message:
         group: str | None,
         stream: str,
         delivery_count: int,
+        retries: int = 0,
+        origin: str | None = None,
+        first_failure_ms: int | None = None,
     ) -> Message:
         """A received message (positional for speed: this runs once per message)."""
         msg = object.__new__(cls)
@@ -108,7 +121,9 @@ class Message:
         msg._stream = stream
         msg._born_ms = None
         msg._stored_ms = None
-        msg.reconsume_times = delivery_count - 1
+        msg._origin = origin
+        msg._first_failure_ms = first_failure_ms
+        msg.reconsume_times = retries
         msg.delivery_count = delivery_count
         return msg
 
@@ -140,10 +155,14 @@ class SendStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """Where a sent message was stored: `offset` is its stream entry id in queue `queue_id`."""
+    """Where a sent message was stored: `offset` is its stream entry id in queue `queue_id`.
+
+    A delayed message is not in its queue yet: `offset` is "" and `deliver_at` says when it will be.
+    """
 
     status: SendStatus
     msg_id: str
     topic: str
     queue_id: int
     offset: str
+    deliver_at: datetime | None = None

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import random
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.exceptions import ResponseError
 
+from . import metrics
 from .codec import encode_body, encode_properties
 from .connection import Backoff, is_transient
 from .context import Context
@@ -30,6 +34,7 @@ from .errors import BrokerError, BrokerUnavailable, ConfigError, ProducerClosed,
 from .ids import new_msg_id
 from .message import Message, SendResult, SendStatus
 from .names import validate_group, validate_keys, validate_properties, validate_tag
+from .retry import delay_level_seconds, seconds
 from .scripts import raise_script_error
 from .topics import TopicInfo
 from .wire import Wire
@@ -43,6 +48,8 @@ QueueSelector = Callable[[int, Message], int]
 SendCallback = Callable[[SendResult], object]
 ErrorCallback = Callable[[BaseException], object]
 _MessageParts = tuple[Any, str | None, Sequence[str] | None, dict[str, str] | None]
+_When = tuple[str, int]
+"""("after", delay ms) or ("at", due epoch ms): when a delayed message becomes visible."""
 
 
 class _BatchSink:
@@ -69,7 +76,7 @@ class _BatchSink:
 class _Outgoing:
     """One message on its way to Redis: the 6 script values, where it goes, who waits for it."""
 
-    __slots__ = ("args", "batch", "deadline", "index", "queue_id", "sink", "topic")
+    __slots__ = ("args", "batch", "deadline", "index", "queue_id", "sink", "topic", "when")
 
     def __init__(
         self,
@@ -80,6 +87,7 @@ class _Outgoing:
         queue_id: int = 0,
         batch: _BatchSink | None = None,
         index: int = 0,
+        when: _When | None = None,
     ) -> None:
         self.topic = topic
         self.queue_id = queue_id
@@ -88,6 +96,7 @@ class _Outgoing:
         self.deadline = deadline
         self.batch = batch
         self.index = index
+        self.when = when
 
 
 class Producer:
@@ -122,17 +131,25 @@ class Producer:
         properties: dict[str, str] | None = None,
         sharding_key: str | None = None,
         selector: QueueSelector | None = None,
+        delay: float | timedelta | None = None,
+        deliver_at: datetime | None = None,
+        delay_level: int | None = None,
     ) -> SendResult:
-        """Send one message and wait until Redis stored it; return where it went."""
+        """Send one message and wait until Redis stored it; return where it went.
+
+        With `delay` (seconds or timedelta), `deliver_at` (datetime) or RocketMQ's `delay_level`
+        (1..18) the message becomes visible later (see `SendResult.deliver_at`).
+        """
         ctx = self._ctx()
         args = self._encode(ctx, body, tag, keys, properties)
+        when = _when(ctx, delay, deliver_at, delay_level)
         info = await ctx.topics.ensure(topic)
         if self._outstanding >= ctx.settings.max_pending_sends:
             await self._wait_for_space(ctx)
         queue_id = self._select(info, (body, tag, keys, properties), sharding_key, selector)
         future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
         item = _Outgoing(
-            topic, args, future, time.monotonic() + ctx.settings.send_timeout, queue_id
+            topic, args, future, time.monotonic() + ctx.settings.send_timeout, queue_id, when=when
         )
         self._outstanding += 1
         if not self._flushing and not self._buffer:
@@ -162,6 +179,9 @@ class Producer:
         selector: QueueSelector | None = None,
         callback: SendCallback | None = None,
         on_error: ErrorCallback | None = None,
+        delay: float | timedelta | None = None,
+        deliver_at: datetime | None = None,
+        delay_level: int | None = None,
     ) -> asyncio.Future[SendResult]:
         """Send without waiting: returns a future at once; `callback`/`on_error` get the outcome.
 
@@ -169,11 +189,12 @@ class Producer:
         """
         ctx = self._ctx()
         args = self._encode(ctx, body, tag, keys, properties)
+        when = _when(ctx, delay, deliver_at, delay_level)
         future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
         if callback is not None or on_error is not None:
             future.add_done_callback(_callback_adapter(callback, on_error))
         parts = (body, tag, keys, properties)
-        self._submit_nowait(ctx, topic, args, future, parts, sharding_key, selector)
+        self._submit_nowait(ctx, topic, args, future, parts, sharding_key, selector, when)
         return future
 
     def send_oneway(
@@ -186,12 +207,16 @@ class Producer:
         properties: dict[str, str] | None = None,
         sharding_key: str | None = None,
         selector: QueueSelector | None = None,
+        delay: float | timedelta | None = None,
+        deliver_at: datetime | None = None,
+        delay_level: int | None = None,
     ) -> None:
         """Fire and forget: queue the message for the next round trip; failures are only logged."""
         ctx = self._ctx()
         args = self._encode(ctx, body, tag, keys, properties)
+        when = _when(ctx, delay, deliver_at, delay_level)
         parts = (body, tag, keys, properties)
-        self._submit_nowait(ctx, topic, args, None, parts, sharding_key, selector)
+        self._submit_nowait(ctx, topic, args, None, parts, sharding_key, selector, when)
 
     async def send_batch(
         self,
@@ -298,7 +323,9 @@ class Producer:
                     f"selector returned {queue_id!r}; topic {info.name!r} has queues 0..{last}"
                 )
             return queue_id
-        n = self._round_robin.get(info.name, 0)
+        n = self._round_robin.get(info.name)
+        if n is None:
+            n = random.randrange(info.queues)  # RocketMQ starts each producer at a random queue
         self._round_robin[info.name] = n + 1
         return n % info.queues
 
@@ -311,13 +338,15 @@ class Producer:
         parts: _MessageParts,
         sharding_key: str | None,
         selector: QueueSelector | None,
+        when: _When | None,
     ) -> None:
         if self._outstanding >= ctx.settings.max_pending_sends:
             raise PublishError(
                 f"{self._outstanding} sends are already waiting (max_pending_sends); "
                 "await app.flush() or use await app.send(...) to slow down"
             )
-        item = _Outgoing(topic, args, future, time.monotonic() + ctx.settings.send_timeout)
+        deadline = time.monotonic() + ctx.settings.send_timeout
+        item = _Outgoing(topic, args, future, deadline, when=when)
         self._outstanding += 1
         info = ctx.topics.cached(topic)
         if info is not None:
@@ -379,10 +408,10 @@ class Producer:
         """One chunk per queue: a round trip carries at most one chunk per queue (dedup relies on
         it). A queue's chunk holds up to `limit` messages, or one whole batch; the rest waits for
         the next round trip."""
-        by_queue: dict[tuple[str, int], list[_Outgoing]] = {}
+        by_queue: dict[tuple[str, int, bool], list[_Outgoing]] = {}
         leftover: list[_Outgoing] = []
         for item in items:
-            chunk = by_queue.setdefault((item.topic, item.queue_id), [])
+            chunk = by_queue.setdefault((item.topic, item.queue_id, item.when is not None), [])
             continues_batch = (
                 bool(chunk) and item.batch is not None and item.batch is chunk[-1].batch
             )
@@ -397,10 +426,18 @@ class Producer:
         first = chunk[0]
         queue = ctx.keys.queue(first.topic, first.queue_id)
         args: list[Any] = [int(ctx.settings.dedup_window * 1000), "1" if retry else "0"]
+        if first.when is None:
+            for item in chunk:
+                args += item.args
+            script = ctx.conn.scripts["send"]
+            return script.evalsha_args((queue.stream, queue.dedup(self.session)), args)
+        args.append(ctx.keys.wake(first.topic))
         for item in chunk:
+            assert item.when is not None
+            args += item.when
             args += item.args
-        script = ctx.conn.scripts["send"]
-        return script.evalsha_args((queue.stream, queue.dedup(self.session)), args)
+        keys = (queue.stream, queue.delay, queue.delay_payload, queue.dedup(f"{self.session}:d"))
+        return ctx.conn.scripts["schedule"].evalsha_args(keys, args)
 
     async def _flush(self, items: list[_Outgoing]) -> None:
         """Store `items`, resolving or failing each; one round trip per attempt."""
@@ -440,6 +477,7 @@ class Producer:
         while chunks:
             commands = [self._command(ctx, chunk, retrying) for chunk in chunks]
             deadline = min(chunk[0].deadline for chunk in chunks)
+            started = time.perf_counter()
             try:
                 results = await wire.execute(commands, max(0.001, deadline - time.monotonic()))
             except Exception as exc:
@@ -450,9 +488,13 @@ class Producer:
                 results = [exc] * len(chunks)
             retry: list[list[_Outgoing]] = []
             last_error: BaseException | None = None
+            elapsed = time.perf_counter() - started
             for chunk, result in zip(chunks, results, strict=True):
                 if not isinstance(result, BaseException):
                     self._resolve(chunk, result)
+                    topic = chunk[0].topic
+                    metrics.published(topic, "ok", len(chunk), elapsed)
+                    metrics.payload_sizes(topic, [len(item.args[5]) for item in chunk])
                 elif is_transient(result):
                     retry.append(chunk)
                     last_error = result
@@ -486,13 +528,20 @@ class Producer:
 
     # ------------------------------------------------------------------ outcomes
 
-    def _resolve(self, chunk: list[_Outgoing], ids: list[bytes]) -> None:
-        for item, entry_id in zip(chunk, ids, strict=True):
+    def _resolve(self, chunk: list[_Outgoing], reply: list[Any]) -> None:
+        delayed = chunk[0].when is not None
+        for i, item in enumerate(chunk):
             sink = item.sink
             if sink is None:
                 continue
+            if delayed:
+                entry_id, due = reply[2 * i], reply[2 * i + 1]
+                offset = entry_id.decode() if entry_id else ""
+                deliver_at = None if entry_id else datetime.fromtimestamp(int(due) / 1000, UTC)
+            else:
+                offset, deliver_at = reply[i].decode(), None
             result = SendResult(
-                SendStatus.SEND_OK, item.args[0], item.topic, item.queue_id, entry_id.decode()
+                SendStatus.SEND_OK, item.args[0], item.topic, item.queue_id, offset, deliver_at
             )
             if isinstance(sink, _BatchSink):
                 sink.set(item.index, result)
@@ -501,6 +550,11 @@ class Producer:
         self._done(len(chunk))
 
     def _fail(self, chunk: list[_Outgoing], exc: BaseException) -> None:
+        per_topic: dict[str, int] = {}
+        for item in chunk:
+            per_topic[item.topic] = per_topic.get(item.topic, 0) + 1
+        for topic, count in per_topic.items():
+            metrics.published(topic, "error", count)
         for item in chunk:
             sink = item.sink
             if sink is None:
@@ -531,6 +585,37 @@ class Producer:
             if not waiter.done():
                 waiter.set_result(None)
         waiters.clear()
+
+
+def _when(
+    ctx: Context,
+    delay: float | timedelta | None,
+    deliver_at: datetime | None,
+    delay_level: int | None,
+) -> _When | None:
+    """Validate the delay arguments (at most one) against `max_delay`."""
+    given = [x is not None for x in (delay, deliver_at, delay_level)]
+    if sum(given) > 1:
+        raise ConfigError("give at most one of delay, deliver_at and delay_level")
+    limit = ctx.settings.max_delay
+    if delay is not None or delay_level is not None:
+        if delay is not None:
+            wait = seconds(delay, "delay")
+        else:
+            assert delay_level is not None
+            wait = delay_level_seconds(delay_level)
+        if wait > limit:
+            raise ConfigError(f"delay {wait:g}s is beyond max_delay ({limit:g}s)")
+        return ("after", int(wait * 1000))
+    if deliver_at is not None:
+        if not isinstance(deliver_at, datetime):
+            raise ConfigError(f"deliver_at must be a datetime, got {type(deliver_at).__name__}")
+        moment = deliver_at if deliver_at.tzinfo else deliver_at.astimezone()
+        due = moment.timestamp()
+        if due - time.time() > limit:
+            raise ConfigError(f"deliver_at {moment.isoformat()} is beyond max_delay ({limit:g}s)")
+        return ("at", math.ceil(due * 1000))
+    return None
 
 
 def _script_failure(exc: BaseException) -> BaseException:

@@ -20,12 +20,24 @@ from .streams import call
 __all__ = ["SCRIPT_NAMES", "Script", "Scripts"]
 
 SCRIPT_NAMES = (
+    "bcast_commit",
+    "cancel_delayed",
+    "claim_slot",
     "dead_letter",
     "declare_group",
+    "dlq_replay",
+    "fenced_ack",
+    "find_entries",
+    "heartbeat",
+    "lease",
+    "promote",
     "pull_ack",
     "pull_change_invisible",
     "pull_receive",
     "reap_consumers",
+    "reset_offset",
+    "retry",
+    "schedule",
     "send",
     "set_idle",
 )
@@ -75,7 +87,11 @@ class Scripts:
             return await call(client, *script.evalsha_args(keys, args))
         except NoScriptError:
             await self.load_all(client)
-            return await call(client, *script.evalsha_args(keys, args))
+            try:
+                return await call(client, *script.evalsha_args(keys, args))
+            except ResponseError as exc:
+                raise_script_error(name, exc)
+                raise
         except ResponseError as exc:
             raise_script_error(name, exc)
             raise

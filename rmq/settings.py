@@ -51,6 +51,8 @@ class Settings:
     # Connection
     redis_url: str = "redis://localhost:6379/0"
     namespace: str = "rmq"
+    app_name: str = "app"
+    """Names this application in broadcasting instance ids (`<host>:<app_name>:<n>`)."""
     connect_timeout: float = 5.0
     socket_timeout: float = 10.0
     max_connections: int = 64
@@ -72,6 +74,8 @@ class Settings:
     dedup_window: float = 30.0
     max_batch_messages: int = 500
     max_pending_sends: int = 10_000
+    max_delay: float = 7 * 24 * 3600.0
+    """The furthest a delayed message may be scheduled, in seconds (7 days)."""
 
     # Consumers
     concurrency: int = 20
@@ -81,7 +85,23 @@ class Settings:
     visibility_timeout: float = 30.0
     claim_interval: float = 5.0
     shutdown_grace: float = 30.0
+    promote_batch: int = 250
+    """Most delayed messages or retries one promote script call moves (bounds its run time)."""
+    promote_max_sleep: float = 1.0
+    """Longest a promoter sleeps without a wake-up (covers a lost pub/sub connection)."""
+    promote_min_sleep: float = 0.002
+    lease_ttl: float = 10.0
+    """Orderly queue leases and member heartbeats expire after this long without renewal."""
+    rebalance_interval: float = 2.0
+    """How often orderly members heartbeat, renew leases and recompute their queues."""
     instance_id: str | None = None
+
+    # Worker runner
+    heartbeat_interval: float = 5.0
+    """How often worker processes refresh their heartbeat (`rmq worker check`)."""
+    restart_delay: float = 1.0
+    """First delay before the runner restarts a crashed worker process; doubles per crash."""
+    restart_delay_cap: float = 30.0
 
     _env_names: typing.ClassVar[dict[str, str]] = {}
 
@@ -97,7 +117,9 @@ class Settings:
             "max_body_bytes", "send_timeout", "dedup_window", "max_batch_messages",
             "max_pending_sends", "concurrency", "prefetch", "fetch_batch", "block_seconds",
             "visibility_timeout", "claim_interval", "backoff_base", "backoff_cap",
-            "max_properties_bytes",
+            "max_properties_bytes", "max_delay", "promote_batch", "promote_max_sleep",
+            "promote_min_sleep", "lease_ttl", "rebalance_interval", "heartbeat_interval",
+            "restart_delay", "restart_delay_cap",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)

@@ -118,25 +118,25 @@ async def test_start_applies_only_to_a_new_group(app: rmq.App, settings: rmq.Set
         await wait_until(lambda: got == ["one", "two"])
 
 
-async def test_failed_message_stays_pending_and_comes_back(
+async def test_failed_message_is_retried_after_its_backoff(
     app: rmq.App, r: redis.Redis, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    attempts: list[int] = []
+    attempts: list[tuple[int, float]] = []
 
-    @app.consumer("flaky", group="g")
+    @app.consumer("flaky", group="g", retry=[0.3])
     async def handle(msg: rmq.Message) -> None:
-        attempts.append(msg.delivery_count)
+        attempts.append((msg.reconsume_times, time.monotonic()))
         if len(attempts) == 1:
             raise ValueError("first try fails")
 
-    started = time.monotonic()
     async with running(app):
         result = await app.send("flaky", "x")
         await wait_until(lambda: len(attempts) == 2, timeout=15)
-        stream = NamespaceKeys(namespace).queue("flaky", result.queue_id).stream
-        await wait_until(lambda: pending_count(r, stream, "g") == 0)
-    assert attempts == [1, 2]
-    assert time.monotonic() - started >= app.settings.visibility_timeout
+        queue = NamespaceKeys(namespace).queue("flaky", result.queue_id)
+        await wait_until(lambda: pending_count(r, queue.stream, "g") == 0)
+        await wait_until(lambda: pending_count(r, queue.retry_stream("g"), "g") == 0)
+    assert [a for a, _ in attempts] == [0, 1]
+    assert attempts[1][1] - attempts[0][1] >= 0.3
     assert "first try fails" in caplog.text
 
 

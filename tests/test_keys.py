@@ -33,11 +33,24 @@ def test_layout() -> None:
     assert q.dedup("1a2b-c3") == "rmq:{orders:3}:dd:1a2b-c3"
     assert q.dlq("billing") == "rmq:{orders:3}:dlq:billing"
     assert q.invisible("billing") == "rmq:{orders:3}:inv:billing"
+    assert q.delay == "rmq:{orders:3}:delay"
+    assert q.delay_payload == "rmq:{orders:3}:delay:p"
+    assert q.retry("billing") == "rmq:{orders:3}:retry:billing"
+    assert q.retry_payload("billing") == "rmq:{orders:3}:retry:billing:p"
+    assert q.retry_stream("billing") == "rmq:{orders:3}:rs:billing"
+    assert ns.wake("orders") == "rmq:wake:orders"
     assert q.all_for_group("billing") == [
         q.stream,
         q.dedup("session"),
         q.dlq("billing"),
         q.invisible("billing"),
+        q.delay,
+        q.delay_payload,
+        q.retry("billing"),
+        q.retry_payload("billing"),
+        q.retry_stream("billing"),
+        q.lease("billing"),
+        q.broadcast_offsets("billing"),
     ]
 
 

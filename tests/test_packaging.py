@@ -53,7 +53,9 @@ def test_wheel_contents(wheel: Path) -> None:
     assert b"rmq = rmq.cli.main:main" in entry_points
 
 
-def test_console_script_and_module_work_from_the_wheel(wheel: Path, tmp_path: Path) -> None:
+def test_console_script_and_module_work_from_the_wheel(
+    wheel: Path, tmp_path: Path, redis_url: str
+) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -72,6 +74,7 @@ def test_console_script_and_module_work_from_the_wheel(wheel: Path, tmp_path: Pa
     )  # fmt: skip
     cwd = tmp_path  # not the repository: nothing importable by accident
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["RMQ_REDIS_URL"] = redis_url  # --version asks the server its version: the test server
     where = subprocess.run(
         [str(python), "-c", "import rmq, sys; print(rmq.__file__)"],
         check=True, capture_output=True, text=True, cwd=cwd, env=env,
@@ -83,6 +86,7 @@ def test_console_script_and_module_work_from_the_wheel(wheel: Path, tmp_path: Pa
     ):
         out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=cwd, env=env)
         assert out.stdout.startswith(f"rmq {rmq.__version__}")
+        assert f"at {redis_url}" in out.stdout
     for name in ("cli", "workers"):
         probe = subprocess.run(
             [str(python), "-c", f"import {name}"], capture_output=True, cwd=cwd, env=env

@@ -54,7 +54,8 @@ async def test_topic_is_auto_created_with_default_queues(opened: rmq.App) -> Non
 
 async def test_round_robin_spreads_over_queues(opened: rmq.App) -> None:
     results = [await opened.send("rr", i) for i in range(8)]
-    assert [r.queue_id for r in results] == [0, 1, 2, 3, 0, 1, 2, 3]
+    first = results[0].queue_id  # each producer starts at a random queue, as in RocketMQ
+    assert [r.queue_id for r in results] == [(first + n) % 4 for n in range(8)]
 
 
 async def test_sharding_key_picks_a_stable_queue(opened: rmq.App) -> None:
@@ -189,7 +190,7 @@ async def test_strict_topics(settings: rmq.Settings) -> None:
             await app.send("nope", b"x")
         await app.context.topics.create("nope", 2)
         results = [await app.send("nope", i) for i in range(4)]
-        assert [x.queue_id for x in results] == [0, 1, 0, 1]
+        assert sorted(x.queue_id for x in results) == [0, 0, 1, 1]
 
 
 async def test_unreachable_redis_is_a_clear_error_without_password(namespace: str) -> None:

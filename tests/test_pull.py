@@ -35,6 +35,20 @@ async def test_max_messages_is_respected_across_queues(opened: rmq.App) -> None:
         assert sorted(m.body for m in first + rest) == list(range(12))
 
 
+async def test_never_more_than_max_messages(opened: rmq.App) -> None:
+    for key in ("a", "b", "c", "d", "e", "f"):
+        await opened.send_batch("few", [key] * 3, sharding_key=key)
+    async with opened.pull_consumer("few", "g", start="first") as pc:
+        got: list[str] = []
+        for _ in range(18):
+            batch = await pc.receive(max_messages=1)
+            assert len(batch) == 1
+            got += [m.body for m in batch]
+            await pc.ack(*batch)
+        assert await pc.receive(max_messages=1) == []
+    assert sorted(got) == sorted([k for k in "abcdef" for _ in range(3)])
+
+
 async def test_unacked_messages_come_back_after_their_invisible_time(opened: rmq.App) -> None:
     await opened.send("inv", "job")
     async with opened.pull_consumer("inv", "g", start="first") as a:

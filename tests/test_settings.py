@@ -72,6 +72,7 @@ def test_every_field_is_settable_from_env() -> None:
     env = {
         "RMQ_REDIS_URL": "rediss://cache.example:6380/2",
         "RMQ_NAMESPACE": "app-1",
+        "RMQ_APP_NAME": "billing",
         "RMQ_CONNECT_TIMEOUT": "1.5",
         "RMQ_SOCKET_TIMEOUT": "20",
         "RMQ_MAX_CONNECTIONS": "8",
@@ -88,6 +89,7 @@ def test_every_field_is_settable_from_env() -> None:
         "RMQ_DEDUP_WINDOW": "60",
         "RMQ_MAX_BATCH_MESSAGES": "50",
         "RMQ_MAX_PENDING_SENDS": "99",
+        "RMQ_MAX_DELAY": "3600",
         "RMQ_CONCURRENCY": "3",
         "RMQ_PREFETCH": "10",
         "RMQ_FETCH_BATCH": "5",
@@ -95,6 +97,14 @@ def test_every_field_is_settable_from_env() -> None:
         "RMQ_VISIBILITY_TIMEOUT": "12.5",
         "RMQ_CLAIM_INTERVAL": "1",
         "RMQ_SHUTDOWN_GRACE": "0",
+        "RMQ_PROMOTE_BATCH": "100",
+        "RMQ_PROMOTE_MAX_SLEEP": "0.5",
+        "RMQ_PROMOTE_MIN_SLEEP": "0.01",
+        "RMQ_LEASE_TTL": "4",
+        "RMQ_REBALANCE_INTERVAL": "0.5",
+        "RMQ_HEARTBEAT_INTERVAL": "2",
+        "RMQ_RESTART_DELAY": "0.5",
+        "RMQ_RESTART_DELAY_CAP": "10",
         "RMQ_INSTANCE_ID": "pod-7",
     }
     assert set(env) == {Settings.env_var(f.name) for f in dataclasses.fields(Settings)}
@@ -102,6 +112,7 @@ def test_every_field_is_settable_from_env() -> None:
     assert s == Settings(
         redis_url="rediss://cache.example:6380/2",
         namespace="app-1",
+        app_name="billing",
         connect_timeout=1.5,
         socket_timeout=20.0,
         max_connections=8,
@@ -118,6 +129,7 @@ def test_every_field_is_settable_from_env() -> None:
         dedup_window=60.0,
         max_batch_messages=50,
         max_pending_sends=99,
+        max_delay=3600.0,
         concurrency=3,
         prefetch=10,
         fetch_batch=5,
@@ -125,6 +137,14 @@ def test_every_field_is_settable_from_env() -> None:
         visibility_timeout=12.5,
         claim_interval=1.0,
         shutdown_grace=0.0,
+        promote_batch=100,
+        promote_max_sleep=0.5,
+        promote_min_sleep=0.01,
+        lease_ttl=4.0,
+        rebalance_interval=0.5,
+        heartbeat_interval=2.0,
+        restart_delay=0.5,
+        restart_delay_cap=10.0,
         instance_id="pod-7",
     )
     assert type(s.max_connections) is int

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from ..codec import decode_fields
 from ..connection import broker_error
 from ..context import Context
+from ..dlq import DeadLetterInfo
 from ..message import Message
 from ..topics import TopicInfo
 from .spec import StartPosition, start_argument
@@ -32,73 +34,49 @@ def to_message(
     d = decode_fields(offset, fields)
     return Message._received(
         d.body, d.tag, d.keys, d.properties, d.msg_id, topic, queue_id, offset, group, stream,
-        delivery_count,
+        delivery_count, d.retries, d.origin, d.first_failure_ms,
     )  # fmt: skip
 
 
 async def dead_letter(
-    ctx: Context,
-    *,
-    topic: str,
-    queue_id: int,
-    group: str,
-    entry_id: str,
-    reason: str,
-    error: BaseException | None = None,
-    attempts: int = 1,
+    ctx: Context, *, topic: str, queue_id: int, group: str, entry_id: str, info: DeadLetterInfo
 ) -> Any:
     """Acknowledge `entry_id` and append a copy to the group's dead-letter stream (one script).
 
     Returns the dead-letter entry id, or None when the entry was no longer pending.
     """
     queue = ctx.keys.queue(topic, queue_id)
-    now = str(int(time.time() * 1000))
-    meta: list[str] = [
-        "reason", reason,
-        "error", _describe(error),
-        "attempts", str(attempts),
-        "first_failure_ms", now,
-        "last_failure_ms", now,
-        "topic", topic,
-        "queue", str(queue_id),
-        "offset", entry_id,
-        "group", group,
-    ]  # fmt: skip
+    meta = info.fields(topic, queue_id, group, entry_id)
+    keys, args = (queue.stream, queue.dlq(group)), (group, entry_id, *meta)
     result = await ctx.conn.retry(
-        lambda: ctx.conn.scripts.call(
-            ctx.conn.commands,
-            "dead_letter",
-            (queue.stream, queue.dlq(group)),
-            (group, entry_id, *meta),
-        ),
+        partial(ctx.conn.scripts.call, ctx.conn.commands, "dead_letter", keys, args),
         deadline=time.monotonic() + ctx.settings.socket_timeout,
         what="dead-letter",
     )
     if result:
         log.warning(
-            "dead-lettered %s[%d]@%s for group %s: %s", topic, queue_id, entry_id, group, reason
+            "dead-lettered %s[%d]@%s (%s): %s", topic, queue_id, entry_id, group, info.reason
         )
     return result
 
 
-def _describe(error: BaseException | None, limit: int = 1000) -> str:
-    if error is None:
-        return ""
-    text = f"{type(error).__name__}: {error}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+async def declare_group(
+    ctx: Context, topic: str, group: str, start: StartPosition, *, retry_streams: bool = False
+) -> TopicInfo:
+    """Create the topic (unless strict) and `group` on each of its queues; existing groups stay.
 
-
-async def declare_group(ctx: Context, topic: str, group: str, start: StartPosition) -> TopicInfo:
-    """Create the topic (unless strict) and `group` on each of its queues; existing groups stay."""
+    With `retry_streams`, also on the group's retry streams (from their first entry).
+    """
     info = await ctx.topics.ensure(topic)
     begin = start_argument(start)
     conn = ctx.conn
-    commands = [
-        conn.scripts["declare_group"].evalsha_args(
-            (ctx.keys.queue(topic, q).stream,), (group, begin)
-        )
-        for q in range(info.queues)
-    ]
+    script = conn.scripts["declare_group"]
+    commands = []
+    for q in range(info.queues):
+        queue = ctx.keys.queue(topic, q)
+        commands.append(script.evalsha_args((queue.stream,), (group, begin)))
+        if retry_streams:
+            commands.append(script.evalsha_args((queue.retry_stream(group),), (group, "first")))
     commands.append(("SADD", ctx.keys.topic_groups(topic), group))
     for result in await conn.scripts.pipeline(conn.commands, commands):
         if isinstance(result, BaseException):

@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 
 from ..connection import broker_error, is_nogroup
 from ..context import Context
+from ..dlq import DeadLetterInfo, describe_error
 from ..errors import ConfigError, ConsumerError, DecodeError
+from ..filters import compile_filter
 from ..message import Message
 from ..names import validate_group, validate_topic
 from ..topics import TopicInfo
@@ -43,6 +45,8 @@ class PullConsumer:
         name: str,
         *,
         start: StartPosition = "last",
+        tag: str | None = None,
+        sql: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.topic = validate_topic(topic)
@@ -50,6 +54,8 @@ class PullConsumer:
         self.name = name
         self.start = start
         start_argument(start)
+        self.filter = compile_filter(tag, sql)
+        self.filtered = 0
         self._info: TopicInfo | None = None
         self._next_queue = 0
 
@@ -150,19 +156,33 @@ class PullConsumer:
         share = math.ceil(max_messages / queues)
         messages: list[Message] = []
         last_ids: dict[str, str] = {}
+        asks: list[tuple[int, int]] = []
+        left = max_messages
+        for queue_id in order:  # never ask for more than max_messages in all
+            if left <= 0:
+                break
+            asks.append((queue_id, min(share, left)))
+            left -= asks[-1][1]
         full: list[int] = []
-        replies = await self._call_receive([(q, share) for q in order], invisible_ms)
-        for queue_id, reply in zip(order, replies, strict=True):
+        replies = await self._call_receive(asks, invisible_ms)
+        for (queue_id, asked), reply in zip(asks, replies, strict=True):
             got = await self._collect(queue_id, reply, messages, last_ids)
-            if got >= share:
+            if got >= asked:
                 full.append(queue_id)
-        for queue_id in full:
+        for queue_id in full + order[len(asks) :]:
             missing = max_messages - len(messages)
             if missing <= 0:
                 break
             (reply,) = await self._call_receive([(queue_id, missing)], invisible_ms)
             await self._collect(queue_id, reply, messages, last_ids)
-        return messages, last_ids
+        if self.filter.match_all:
+            return messages, last_ids
+        selected = [m for m in messages if self.filter.matches(m.tag, m.properties)]
+        if len(selected) < len(messages):
+            skipped = [m for m in messages if not self.filter.matches(m.tag, m.properties)]
+            self.filtered += len(skipped)
+            await self.ack(*skipped)
+        return selected, last_ids
 
     async def _call_receive(self, asks: Sequence[tuple[int, int]], invisible_ms: int) -> list[Any]:
         conn = self.ctx.conn
@@ -199,11 +219,13 @@ class PullConsumer:
                     entry_id, fields, self.topic, queue_id, self.group, stream, deliveries
                 )
             except DecodeError as exc:
+                info = DeadLetterInfo("undecodable", describe_error(exc), attempts=deliveries)
                 await dead_letter(
                     self.ctx, topic=self.topic, queue_id=queue_id, group=self.group,
-                    entry_id=entry_id.decode(), reason="undecodable", error=exc,
+                    entry_id=entry_id.decode(), info=info,
                 )  # fmt: skip
                 continue
+            msg.reconsume_times += deliveries - 1  # SimpleConsumer: a redelivery is a retry
             out.append(msg)
         return got
 

@@ -2,17 +2,20 @@
 
 One `PushConsumer` serves one `@app.consumer(...)` registration:
 
-- a fetcher reads the group's queue streams with XREADGROUP (always with COUNT, BLOCK in a loop),
-  first draining this consumer's own pending entries, into a bounded in-memory buffer (`prefetch`);
+- a fetcher reads the group's queue streams and its retry streams (`:rs:<group>`, same hash tag)
+  with XREADGROUP (always with COUNT, BLOCK in a loop), first draining this consumer's own pending
+  entries, into a bounded in-memory buffer (`prefetch`);
 - `concurrency` workers take messages from the buffer and run the handler (plain functions run in
-  worker threads); a normal return acknowledges, an exception leaves the entry pending;
-- an acker sends the acknowledgements, one XACK per queue per round trip, while handlers go on;
+  worker threads), under the consumer's `timeout` if it has one;
+- the outcome of each message (ack; retry after a backoff; dead letter) is written in batches by
+  `Outcomes`, each write an idempotent script or XACK;
 - maintenance keeps long-running deliveries from being claimed (resets their idle time, owner
   checked), claims entries idle past the visibility timeout (a crashed consumer's work) with
-  XAUTOCLAIM, and removes long-idle consumers that own nothing.
+  XAUTOCLAIM, dead-letters entries delivered more than `max_deliveries` times (they keep killing
+  their consumers), and removes long-idle consumers that own nothing.
 
-Stopping: fetching stops, running handlers finish within `shutdown_grace`, acknowledgements are
-flushed, and every entry this consumer still holds is handed back (made claimable at once).
+Stopping: fetching stops, running handlers finish within `shutdown_grace`, outcomes are flushed,
+and every entry this consumer still holds is handed back (made claimable at once).
 """
 
 from __future__ import annotations
@@ -23,20 +26,23 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import partial
-from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
+from .. import metrics
 from ..connection import Backoff, is_nogroup, is_transient
 from ..context import Context
-from ..errors import DecodeError
+from ..dlq import DeadLetterInfo, describe_error
+from ..errors import DecodeError, Reject, Retry, Skip
+from ..ids import born_ms
 from ..message import Message
+from ..retry import seconds
 from ..streams import Entry, xautoclaim, xpending_rows
-from ..wire import Wire
-from .inbound import dead_letter, declare_group, to_message
+from .inbound import declare_group, to_message
+from .outcomes import Outcomes
 from .spec import ConsumerSpec
 
 __all__ = ["ConsumerStats", "PushConsumer", "consumer_name"]
@@ -59,13 +65,18 @@ class ConsumerStats:
     received: int = 0
     handled: int = 0
     failed: int = 0
+    skipped: int = 0
+    filtered: int = 0
     acked: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
     reclaimed: int = 0
     trimmed: int = 0
-    dead_lettered: int = 0
 
 
 class _Queue:
+    """One stream the consumer reads: a queue stream or the group's retry stream beside it."""
+
     __slots__ = ("claim_cursor", "queue_id", "stream")
 
     def __init__(self, queue_id: int, stream: str) -> None:
@@ -89,32 +100,33 @@ class PushConsumer:
         self.fetch_batch = spec.fetch_batch or settings.fetch_batch
         self.visibility = spec.visibility_timeout or settings.visibility_timeout
         self.stats = ConsumerStats()
+        self.outcomes = Outcomes(ctx, self.topic, self.group, name, self._settled, self.stats)
+        self.meter = metrics.ConsumerMeter(self.topic, self.group)
         self._is_async = spec.is_async
         self._limiter = anyio.CapacityLimiter(self.concurrency)
         self._queues: dict[str, _Queue] = {}
         self._ready: deque[Message] = deque()
         self._held: dict[str, dict[str, float]] = {}
         self._held_count = 0
-        self._acks: dict[str, list[str]] = {}
         self._work = asyncio.Event()
         self._room = asyncio.Event()
-        self._ack_wakeup = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stopping = False
         self._running = 0
-        self._side_tasks: set[asyncio.Task[Any]] = set()
-        self._ack_wire: Wire | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def declare(self) -> None:
-        """Create the topic (unless strict) and the group on every queue, from `spec.start`."""
-        info = await declare_group(self.ctx, self.topic, self.group, self.spec.start)
+        """Create the topic (unless strict) and the group on every queue and retry stream."""
+        info = await declare_group(
+            self.ctx, self.topic, self.group, self.spec.start, retry_streams=True
+        )
         for queue_id in range(info.queues):
-            stream = self.ctx.keys.queue(self.topic, queue_id).stream
-            if stream not in self._queues:
-                self._queues[stream] = _Queue(queue_id, stream)
-                self._held[stream] = {}
+            queue = self.ctx.keys.queue(self.topic, queue_id)
+            for stream in (queue.stream, queue.retry_stream(self.group)):
+                if stream not in self._queues:
+                    self._queues[stream] = _Queue(queue_id, stream)
+                    self._held[stream] = {}
 
     def stop(self) -> None:
         """Ask the consumer to stop gracefully (returns at once; `run` returns when done)."""
@@ -128,7 +140,7 @@ class PushConsumer:
         grace = self.ctx.settings.shutdown_grace
         try:
             async with anyio.create_task_group() as services:
-                services.start_soon(self._acker)
+                services.start_soon(self.outcomes.run)
                 services.start_soon(self._maintenance)
                 async with anyio.create_task_group() as workers:
                     for _ in range(self.concurrency):
@@ -142,10 +154,8 @@ class PushConsumer:
                     if self._running:
                         log.info(
                             "%s: waiting up to %.0fs for %d handler(s)",
-                            self.spec.name,
-                            grace,
-                            self._running,
-                        )
+                            self.spec.name, grace, self._running,
+                        )  # fmt: skip
                 services.cancel_scope.cancel()
         finally:
             with anyio.move_on_after(max(grace, 5.0), shield=True):
@@ -153,18 +163,14 @@ class PushConsumer:
 
     async def _shutdown_flush(self) -> None:
         try:
-            await self._flush_acks()
+            await self.outcomes.flush()
             await self._release_own_pending()
         except Exception as exc:
             log.warning(
-                "%s: could not flush at shutdown (%r); unacked entries stay pending",
-                self.spec.name,
-                exc,
-            )
-        for task in list(self._side_tasks):
-            task.cancel()
-        if self._ack_wire is not None:
-            await self._ack_wire.close()
+                "%s: could not flush at shutdown (%r); unacknowledged entries stay pending",
+                self.spec.name, exc,
+            )  # fmt: skip
+        await self.outcomes.close()
 
     # ------------------------------------------------------------------ fetching
 
@@ -231,24 +237,19 @@ class PushConsumer:
             log.error("%s: fetch failed: %r; retrying in %.2fs", self.spec.name, error, delay)
         await anyio.sleep(delay)
 
-    async def _accept(
-        self,
-        stream: str,
-        entries: list[Entry],
-        *,
-        redelivered: bool,
-        deliveries: dict[str, int] | None = None,
-    ) -> None:
+    async def _accept(self, stream: str, entries: list[Entry], *, redelivered: bool) -> None:
+        """Buffer delivered entries as messages; set aside the ones that cannot be handled."""
         queue = self._queues.get(stream)
         if queue is None:
             return
         held = self._held[stream]
         now = time.monotonic()
         accepted = 0
+        set_aside = 0
         trimmed: list[str] = []
-        undecodable: list[tuple[str, DecodeError]] = []
-        if redelivered and deliveries is None:
-            deliveries = await self._delivery_counts(stream, entries)
+        filtered: list[str] = []
+        selector = self.spec.filter
+        deliveries = await self._delivery_counts(stream, entries) if redelivered else None
         for entry_id, fields in entries:
             offset = entry_id.decode()
             if offset in held:
@@ -257,16 +258,44 @@ class PushConsumer:
                 trimmed.append(offset)
                 continue
             count = deliveries.get(offset, 2) if deliveries is not None else 1
+            if count > self.spec.max_deliveries:
+                held[offset] = now
+                self._held_count += 1
+                info = DeadLetterInfo(
+                    "max_deliveries",
+                    f"delivered {count} times without an outcome (max_deliveries "
+                    f"{self.spec.max_deliveries}): it keeps killing its consumers",
+                    attempts=count,
+                )
+                self.outcomes.dead_letter(stream, queue.queue_id, offset, info)
+                set_aside += 1
+                continue
             try:
                 msg = to_message(
                     entry_id, fields, self.topic, queue.queue_id, self.group, stream, count
                 )
             except DecodeError as exc:
-                undecodable.append((offset, exc))
+                held[offset] = now
+                self._held_count += 1
+                info = DeadLetterInfo("undecodable", describe_error(exc))
+                self.outcomes.dead_letter(stream, queue.queue_id, offset, info)
+                set_aside += 1
                 continue
             held[offset] = now
+            if not selector.match_all and not selector.matches(msg.tag, msg.properties):
+                filtered.append(offset)
+                continue
             self._ready.append(msg)
             accepted += 1
+        if filtered:
+            self._held_count += len(filtered)
+            self.stats.filtered += len(filtered)
+            metrics.filtered(self.topic, self.group, len(filtered))
+            self.outcomes.ack_many(stream, filtered)
+        for _ in range(set_aside):
+            self.meter.finished(metrics.ConsumeResult.DEAD_LETTER)
+        if accepted or filtered or set_aside:
+            metrics.in_flight(self.topic, self.group, accepted + len(filtered) + set_aside)
         if accepted:
             self._held_count += accepted
             self.stats.received += accepted
@@ -277,10 +306,7 @@ class PushConsumer:
                 "%s: %d pending entries of %s lost their payload (trimmed or deleted); acking them",
                 self.spec.name, len(trimmed), stream,
             )  # fmt: skip
-            self._acks.setdefault(stream, []).extend(trimmed)
-            self._ack_wakeup.set()
-        for offset, error in undecodable:
-            self._spawn(self._set_aside(queue, offset, error))
+            self.outcomes.ack_many(stream, trimmed)
 
     async def _delivery_counts(self, stream: str, entries: list[Entry]) -> dict[str, int]:
         if not entries:
@@ -290,25 +316,6 @@ class PushConsumer:
             len(entries) * 2, self.name,
         )  # fmt: skip
         return {row.entry_id.decode(): row.deliveries for row in rows}
-
-    async def _set_aside(self, queue: _Queue, offset: str, exc: DecodeError) -> None:
-        try:
-            result = await dead_letter(
-                self.ctx, topic=self.topic, queue_id=queue.queue_id, group=self.group,
-                entry_id=offset, reason="undecodable", error=exc,
-            )  # fmt: skip
-        except Exception as err:
-            log.error(
-                "%s: could not set aside undecodable entry %s: %r", self.spec.name, offset, err
-            )
-            return
-        if result:
-            self.stats.dead_lettered += 1
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
 
     # ------------------------------------------------------------------ handling
 
@@ -324,71 +331,90 @@ class PushConsumer:
 
     async def _handle(self, msg: Message) -> None:
         self._running += 1
+        meter = self.meter
+        meter.started(born_ms(msg.msg_id) or int(msg.offset.partition("-")[0]))
+        started = time.perf_counter()
         try:
-            if self._is_async:
-                await self.spec.handler(msg)  # type: ignore[misc]
+            if self.spec.timeout is None:
+                await self._call(msg)
             else:
-                await anyio.to_thread.run_sync(self.spec.handler, msg, limiter=self._limiter)
-        except Exception:
+                with anyio.fail_after(self.spec.timeout):
+                    await self._call(msg)
+        except Skip:
+            self.stats.skipped += 1
+            meter.finished(metrics.ConsumeResult.SKIP, time.perf_counter() - started)
+            self.outcomes.ack(msg._stream, msg.offset)
+        except Reject as signal:
             self.stats.failed += 1
-            log.exception(
-                "%s: handler failed on %s[%d]@%s (msg_id %s); it stays pending and is delivered "
-                "again after the visibility timeout", self.spec.name, msg.topic, msg.queue_id,
-                msg.offset, msg.msg_id,
-            )  # fmt: skip
-            self._forget(msg._stream, msg.offset)
+            meter.finished(metrics.ConsumeResult.REJECT, time.perf_counter() - started)
+            info = self._dead_letter_info(msg, f"rejected: {signal.reason}", None)
+            self.outcomes.dead_letter(msg._stream, msg.queue_id, msg.offset, info)
+        except Exception as exc:
+            self.stats.failed += 1
+            meter.finished(self._failed(msg, exc), time.perf_counter() - started)
         else:
             self.stats.handled += 1
-            acks = self._acks.get(msg._stream)
-            if acks is None:
-                self._acks[msg._stream] = [msg.offset]
-            else:
-                acks.append(msg.offset)
-            self._ack_wakeup.set()
+            meter.finished(metrics.ConsumeResult.ACK, time.perf_counter() - started)
+            self.outcomes.ack(msg._stream, msg.offset)
         finally:
             self._running -= 1
 
-    def _forget(self, stream: str, offset: str) -> None:
-        if self._held[stream].pop(offset, None) is not None:
-            self._held_count -= 1
-            self._room.set()
+    async def _call(self, msg: Message) -> None:
+        if self._is_async:
+            await self.spec.handler(msg)  # type: ignore[misc]
+        else:
+            await anyio.to_thread.run_sync(
+                self.spec.handler, msg, limiter=self._limiter, abandon_on_cancel=True
+            )
 
-    # ------------------------------------------------------------------ acknowledging
+    def _failed(self, msg: Message, exc: Exception) -> metrics.ConsumeResult:
+        """Schedule a retry after the backoff, or dead-letter when retries are used up."""
+        attempt = msg.reconsume_times + 1
+        where = f"{msg.topic}[{msg.queue_id}]@{msg.offset} (msg_id {msg.msg_id})"
+        if isinstance(exc, TimeoutError) and self.spec.timeout is not None:
+            exc = TimeoutError(f"handler exceeded its timeout of {self.spec.timeout:g}s")
+        if attempt > self.spec.max_retries:
+            log.error("%s: %s failed for the last time (%d retries)", self.spec.name, where,
+                      msg.reconsume_times, exc_info=exc)  # fmt: skip
+            info = self._dead_letter_info(msg, "max_retries", exc)
+            self.outcomes.dead_letter(msg._stream, msg.queue_id, msg.offset, info)
+            return metrics.ConsumeResult.DEAD_LETTER
+        if isinstance(exc, Retry) and exc.delay is not None:
+            delay = seconds(exc.delay, "Retry(delay=...)")
+        else:
+            delay = self.spec.policy.delay(attempt)
+        if isinstance(exc, Retry):
+            log.info("%s: %s asked for retry %d in %.3gs", self.spec.name, where, attempt, delay)
+        else:
+            log.warning("%s: %s failed; retry %d in %.3gs", self.spec.name, where, attempt, delay,
+                        exc_info=exc)  # fmt: skip
+        self.outcomes.retry(msg._stream, msg.queue_id, msg.offset, int(delay * 1000))
+        return metrics.ConsumeResult.RETRY
 
-    async def _acker(self) -> None:
-        while True:
-            await self._ack_wakeup.wait()
-            self._ack_wakeup.clear()
-            await self._flush_acks()
+    def _dead_letter_info(
+        self, msg: Message, reason: str, error: BaseException | None
+    ) -> DeadLetterInfo:
+        return DeadLetterInfo(
+            reason,
+            describe_error(error),
+            attempts=msg.reconsume_times + 1,
+            first_failure_ms=msg._first_failure_ms,
+            origin=msg._origin,
+        )
 
-    async def _flush_acks(self) -> None:
-        if self._ack_wire is None:
-            self._ack_wire = self.ctx.conn.wire()
-        wire = self._ack_wire
-        timeout = self.ctx.settings.socket_timeout
-        while self._acks:
-            acks, self._acks = self._acks, {}
-            commands = [("XACK", stream, self.group, *ids) for stream, ids in acks.items()]
-            try:
-                results = await self.ctx.conn.retry(
-                    partial(wire.execute, commands, timeout), what="acknowledging"
-                )
-            except BaseException:
-                # Cancelled (shutdown) or failed: keep the acks for the next (shielded) flush.
-                # XACK is idempotent, so sending some of them twice is harmless.
-                for stream, ids in acks.items():
-                    self._acks.setdefault(stream, []).extend(ids)
-                raise
-            for (stream, ids), result in zip(acks.items(), results, strict=True):
-                if isinstance(result, BaseException):
-                    log.error("%s: XACK on %s failed: %r", self.spec.name, stream, result)
-                else:
-                    self.stats.acked += int(result)
-                held = self._held[stream]
-                for offset in ids:
-                    if held.pop(offset, None) is not None:
-                        self._held_count -= 1
-            self._room.set()
+    def _settled(self, stream: str, offsets: Iterable[str]) -> None:
+        """Outcomes are written: the entries no longer count against `prefetch`."""
+        held = self._held.get(stream)
+        if held is None:
+            return
+        popped = 0
+        for offset in offsets:
+            if held.pop(offset, None) is not None:
+                popped += 1
+        self._held_count -= popped
+        metrics.in_flight(self.topic, self.group, -popped)
+        self.meter.flush()
+        self._room.set()
 
     # ------------------------------------------------------------------ maintenance
 
@@ -446,6 +472,7 @@ class PushConsumer:
                 )  # fmt: skip
             if entries:
                 self.stats.reclaimed += len(entries)
+                metrics.reclaimed(self.topic, self.group, len(entries))
                 log.info(
                     "%s: claimed %d idle entries of %s", self.spec.name, len(entries), queue.stream
                 )
@@ -477,5 +504,7 @@ class PushConsumer:
                 )
                 start = "(" + ids[-1].decode()
             self._held[stream].clear()
+        metrics.in_flight(self.topic, self.group, -self._held_count)
         self._held_count = 0
         self._ready.clear()
+        self.meter.flush()

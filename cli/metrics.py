@@ -1,0 +1,75 @@
+"""`rmq metrics serve`: a standalone exporter of the Redis state (lag, pending, DLQ, ...)."""
+
+from __future__ import annotations
+
+import signal
+from functools import partial
+from typing import Annotated
+
+import anyio
+import typer
+
+from rmq import metrics
+from rmq.context import Context
+from rmq.errors import BrokerUnavailable, RMQError
+from rmq.httpserver import Response, serve, text
+from rmq.logging import configure
+from rmq.settings import Settings
+
+from .options import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE
+from .runtime import fail, settings_for
+
+app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
+
+
+async def _serve(settings: Settings, bind: str, port: int) -> None:
+    ctx = Context.create(settings, client_name="rmq:exporter")
+    await ctx.conn.open()
+    state = metrics.StateCollector(ctx)
+
+    async def metrics_route() -> Response:
+        return 200, metrics.CONTENT_TYPE, await metrics.render(state, local=False)
+
+    async def healthz() -> Response:
+        return text(200, "ok\n")
+
+    try:
+        async with anyio.create_task_group() as tg:
+            routes = {"/metrics": metrics_route, "/healthz": healthz}
+            await tg.start(partial(serve, bind, port, routes))
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await ctx.conn.close()
+
+
+@app.command("serve")
+def serve_(
+    ctx: typer.Context,
+    port: Annotated[
+        int, typer.Option(envvar="RMQ_METRICS_PORT", min=0, max=65535, help="Port of /metrics.")
+    ] = 9464,
+    bind: Annotated[str, typer.Option(envvar="RMQ_BIND", help="Address to listen on.")] = (
+        "127.0.0.1"
+    ),
+    log_level: Annotated[str, typer.Option(envvar="RMQ_LOG_LEVEL", help="Log level.")] = "INFO",
+) -> None:
+    """Serve the Redis state as Prometheus gauges (a standalone exporter).
+
+    Lag, pending, oldest pending age, stream, delayed, retry and DLQ lengths are read at each
+    scrape, until SIGTERM or SIGINT. Run one per Redis; workers export their own counters.
+    """
+    configure(log_level)
+    settings = settings_for(ctx)
+    try:
+        anyio.run(_serve, settings, bind, port)
+    except BrokerUnavailable as exc:
+        fail(str(exc), EXIT_UNAVAILABLE)
+    except RMQError as exc:
+        fail(str(exc), EXIT_FAILURE)
+    except OSError as exc:
+        fail(f"cannot listen on {bind}:{port}: {exc}", EXIT_FAILURE)
+    raise typer.Exit(EXIT_OK)

@@ -1,0 +1,81 @@
+"""Running a command's coroutine against Redis, with errors mapped to the named exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import anyio
+import typer
+
+from rmq import App
+from rmq.admin import Admin
+from rmq.errors import BrokerUnavailable, ConfigError, RMQError
+from rmq.settings import Settings, redact_url
+
+from .options import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, global_options
+from .output import Output, error
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """Print `message` on stderr and exit with `code`."""
+    error(message)
+    raise typer.Exit(code)
+
+
+def settings_for(ctx: typer.Context) -> Settings:
+    """The settings of this invocation (RMQ_* variables and the global options)."""
+    try:
+        return global_options(ctx).settings()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def output(ctx: typer.Context, json: bool = False) -> Output:
+    """Where the command prints: JSON with `--json` (before or after the command name)."""
+    return Output(json or global_options(ctx).json)
+
+
+def run_admin(
+    ctx: typer.Context,
+    command: Callable[[Admin], Awaitable[T]],
+    *,
+    interruptible: bool = False,
+) -> T:
+    """Open an App (no consumers), run `command(app.admin)`, and exit with the right code on error.
+
+    BrokerUnavailable exits 3, bad names and settings 2, other rmq errors 1. With
+    `interruptible`, Ctrl-C ends the command normally (exit 0).
+    """
+    settings = settings_for(ctx)
+
+    async def main() -> T:
+        async with App(settings) as app:
+            return await command(app.admin)
+
+    try:
+        return anyio.run(main)
+    except KeyboardInterrupt:
+        if interruptible:
+            raise typer.Exit(EXIT_OK) from None
+        fail("interrupted")
+    except BrokerUnavailable as exc:
+        fail(f"Redis at {redact_url(settings.redis_url)} is unreachable: {exc}", EXIT_UNAVAILABLE)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except RMQError as exc:
+        fail(str(exc))
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask on stderr before a destructive action, unless `--yes`; no answer means no."""
+    if yes:
+        return
+    try:
+        agreed = typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        agreed = False
+    if not agreed:
+        fail("aborted: nothing was changed (pass --yes to skip this question)")

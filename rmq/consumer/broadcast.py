@@ -1,0 +1,342 @@
+"""Broadcasting model: every live instance of a group gets every message.
+
+Each instance reads all queues with XREAD (no consumer group) from its own offsets, kept in Redis
+in each queue's hash slot (`<ns>:{<topic>:<q>}:bcast:<group>`, instance id -> last handled entry
+id) and advanced after its handlers succeed, with a compare-and-set, so a process that lost its
+instance id can never move someone else's offset. At-least-once per instance: a crash replays at
+most the batch in flight.
+
+The instance id must be unique among live instances yet stable across restarts:
+`RMQ_INSTANCE_ID` (or the consumer's `instance_id=`) wins; otherwise the instance claims the lowest
+free slot `<host>:<app_name>:<n>` with a heartbeat lease, so two processes of one app on one host
+get different ids, and a restarted process takes its slot (and offsets) back.
+
+A failed message is retried in place `broadcast_retries` times, then recorded in the group's
+dead-letter stream and skipped (RocketMQ simply drops it). Offsets of instances that no longer
+run can be listed and removed (`broadcast_instances`, `remove_broadcast_instance`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ..connection import Backoff, is_transient
+from ..context import Context
+from ..dlq import DeadLetterInfo, describe_error
+from ..errors import DecodeError, Skip
+from ..message import Message
+from ..streams import Entry, call
+from ..wire import Wire
+from .inbound import to_message
+from .push import ConsumerStats
+from .spec import ConsumerSpec, start_argument
+
+__all__ = ["BroadcastConsumer", "broadcast_instances", "remove_broadcast_instance"]
+
+log = logging.getLogger("rmq.broadcast")
+
+_MAX_SLOTS = 1024
+
+
+class BroadcastConsumer:
+    """Runs one `model="broadcasting"` registration until `stop()`."""
+
+    def __init__(self, ctx: Context, spec: ConsumerSpec, name: str) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self.name = name
+        self.topic = spec.topic
+        self.group = spec.group
+        self.stats = ConsumerStats()
+        self.instance_id: str | None = spec.instance_id or ctx.settings.instance_id
+        self.concurrency = spec.concurrency or ctx.settings.concurrency
+        self.fetch_batch = spec.fetch_batch or ctx.settings.fetch_batch
+        self._slot_token = f"{name}:{os.urandom(4).hex()}"
+        self._slot_valid_until = float("inf")
+        self._claimed = self.instance_id is None
+        self._offsets: dict[str, str] = {}  # stream -> last handled entry id
+        self._stored: dict[str, str] = {}  # stream -> offset as last read from / written to Redis
+        self._queues: dict[str, int] = {}
+        self._stop = anyio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        if self._claimed:
+            await self._claim_slot()
+        await self._load_offsets()
+        wire = self.ctx.conn.wire()
+        try:
+            async with anyio.create_task_group() as tg:
+                if self._claimed:
+                    tg.start_soon(self._renew_slot_loop)
+                tg.start_soon(self._consume_loop, wire)
+                task_status.started()
+                log.info("%s: broadcasting instance %s", self.spec.name, self.instance_id)
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await wire.close()
+                if self._claimed and self.instance_id:
+                    await self._release_slot()
+
+    # ------------------------------------------------------------------ instance id
+
+    async def _claim_slot(self) -> None:
+        settings = self.ctx.settings
+        host = socket.gethostname()
+        ttl = int(settings.lease_ttl * 1000)
+        conn = self.ctx.conn
+        for n in range(_MAX_SLOTS):
+            candidate = f"{host}:{settings.app_name}:{n}"
+            key = self.ctx.keys.broadcast_slot(self.group, candidate)
+            started = time.monotonic()
+            if await conn.scripts.call(
+                conn.commands, "claim_slot", (key,), (self._slot_token, ttl)
+            ):
+                self.instance_id = candidate
+                self._slot_valid_until = started + settings.lease_ttl * 0.8
+                return
+        raise RuntimeError(f"no free broadcasting slot among {_MAX_SLOTS} for {host}")
+
+    async def _renew_slot_loop(self) -> None:
+        settings = self.ctx.settings
+        conn = self.ctx.conn
+        assert self.instance_id is not None
+        while True:
+            await anyio.sleep(settings.lease_ttl / 3)
+            key = self.ctx.keys.broadcast_slot(self.group, self.instance_id)
+            started = time.monotonic()
+            try:
+                held = await conn.scripts.call(
+                    conn.commands,
+                    "claim_slot",
+                    (key,),
+                    (self._slot_token, int(settings.lease_ttl * 1000)),
+                )
+            except Exception as exc:
+                log.warning("%s: renewing instance slot failed: %r", self.spec.name, exc)
+                continue
+            if held:
+                self._slot_valid_until = started + settings.lease_ttl * 0.8
+            else:
+                log.warning(
+                    "%s: instance id %s was taken over; stopping", self.spec.name, self.instance_id
+                )
+                self._slot_valid_until = 0
+                self._stop.set()
+                return
+
+    async def _release_slot(self) -> None:
+        assert self.instance_id is not None
+        key = self.ctx.keys.broadcast_slot(self.group, self.instance_id)
+        try:
+            conn = self.ctx.conn
+            await conn.scripts.call(
+                conn.commands, "lease", (key,), ("release", self._slot_token, 1)
+            )
+        except Exception as exc:
+            log.debug("releasing instance slot failed: %r", exc)
+
+    # ------------------------------------------------------------------ offsets
+
+    async def _load_offsets(self) -> None:
+        """Read this instance's offsets; a queue without one starts per `spec.start`."""
+        assert self.instance_id is not None
+        info = await self.ctx.topics.ensure(self.topic)
+        client = self.ctx.conn.commands
+        start = start_argument(self.spec.start)
+        for queue_id in range(info.queues):
+            queue = self.ctx.keys.queue(self.topic, queue_id)
+            self._queues[queue.stream] = queue_id
+            stored = await call(
+                client, "HGET", queue.broadcast_offsets(self.group), self.instance_id
+            )
+            if stored is not None:
+                self._offsets[queue.stream] = self._stored[queue.stream] = stored.decode()
+                continue
+            self._stored[queue.stream] = ""
+            if start == "first":
+                self._offsets[queue.stream] = "0-0"
+            elif start == "last":
+                last = await call(client, "XREVRANGE", queue.stream, "+", "-", "COUNT", 1)
+                self._offsets[queue.stream] = last[0][0].decode() if last else "0-0"
+            else:
+                self._offsets[queue.stream] = (
+                    f"{int(start) - 1}-18446744073709551615" if int(start) else "0-0"
+                )
+            await self._commit(queue.stream)
+
+    async def _commit(self, stream: str) -> None:
+        assert self.instance_id is not None
+        new = self._offsets[stream]
+        if new == self._stored.get(stream):
+            return
+        key = self.ctx.keys.queue(self.topic, self._queues[stream]).broadcast_offsets(self.group)
+        conn = self.ctx.conn
+        written = await conn.retry(
+            lambda: conn.scripts.call(
+                conn.commands, "bcast_commit", (key,), (self.instance_id, self._stored[stream], new)
+            ),
+            what="saving the broadcast offset",
+        )
+        if not written:
+            log.warning(
+                "%s: offset of %s moved by another process using id %s; stopping",
+                self.spec.name, stream, self.instance_id,
+            )  # fmt: skip
+            self._stop.set()
+            return
+        self._stored[stream] = new
+
+    # ------------------------------------------------------------------ consuming
+
+    async def _consume_loop(self, wire: Wire) -> None:
+        settings = self.ctx.settings
+        backoff = Backoff(settings.backoff_base, settings.backoff_cap)
+        block = int(settings.block_seconds * 1000)
+        while True:
+            if time.monotonic() > self._slot_valid_until:
+                log.warning("%s: instance slot lease lapsed; stopping", self.spec.name)
+                self._stop.set()
+                return
+            streams = list(self._offsets)
+            try:
+                reply = await wire.call(
+                    "XREAD", "COUNT", self.fetch_batch, "BLOCK", block, "STREAMS", *streams,
+                    *[self._offsets[s] for s in streams],
+                    seconds=settings.block_seconds + settings.socket_timeout,
+                )  # fmt: skip
+            except Exception as exc:
+                delay = backoff.next_delay()
+                level = logging.WARNING if is_transient(exc) else logging.ERROR
+                log.log(
+                    level, "%s: read failed (%r); retrying in %.2fs", self.spec.name, exc, delay
+                )
+                await anyio.sleep(delay)
+                continue
+            backoff.reset()
+            for raw_name, entries in reply or ():
+                stream = raw_name.decode()
+                await self._handle_batch(stream, entries)
+                self._offsets[stream] = entries[-1][0].decode()
+                await self._commit(stream)
+
+    async def _handle_batch(self, stream: str, entries: list[Entry]) -> None:
+        limiter = anyio.CapacityLimiter(self.concurrency)
+
+        async def one(entry: Entry) -> None:
+            async with limiter:
+                await self._handle_entry(stream, entry)
+
+        async with anyio.create_task_group() as tg:
+            for entry in entries:
+                tg.start_soon(one, entry)
+
+    async def _handle_entry(self, stream: str, entry: Entry) -> None:
+        entry_id, fields = entry
+        queue_id = self._queues[stream]
+        try:
+            msg = to_message(entry_id, fields, self.topic, queue_id, self.group, stream)
+        except DecodeError as exc:
+            await self._record_dead(
+                stream, queue_id, entry, DeadLetterInfo("undecodable", describe_error(exc))
+            )
+            return
+        selector = self.spec.filter
+        if not selector.match_all and not selector.matches(msg.tag, msg.properties):
+            self.stats.filtered += 1
+            return
+        self.stats.received += 1
+        for attempt in range(self.spec.broadcast_retries + 1):
+            msg.reconsume_times = attempt
+            try:
+                await self._call(msg)
+            except Skip:
+                self.stats.skipped += 1
+                return
+            except Exception as exc:
+                self.stats.failed += 1
+                if attempt < self.spec.broadcast_retries:
+                    log.warning("%s: %s@%s failed; retrying in place", self.spec.name, stream,
+                                msg.offset, exc_info=exc)  # fmt: skip
+                    await anyio.sleep(self.spec.suspend)
+                    continue
+                info = DeadLetterInfo(
+                    "max_retries", describe_error(exc), attempts=attempt + 1,
+                    extra={"instance": self.instance_id or ""},
+                )  # fmt: skip
+                await self._record_dead(stream, queue_id, entry, info)
+                return
+            self.stats.handled += 1
+            return
+
+    async def _call(self, msg: Message) -> None:
+        handler = self.spec.handler
+        with anyio.fail_after(self.spec.timeout) if self.spec.timeout else nullcontext():
+            if self.spec.is_async:
+                await handler(msg)  # type: ignore[misc]
+            else:
+                await anyio.to_thread.run_sync(handler, msg, abandon_on_cancel=True)
+
+    async def _record_dead(
+        self, stream: str, queue_id: int, entry: Entry, info: DeadLetterInfo
+    ) -> None:
+        """Append a copy to the group's DLQ (there is no pending entry to acknowledge)."""
+        entry_id, fields = entry
+        offset = entry_id.decode()
+        meta = info.fields(self.topic, queue_id, self.group, offset)
+        flat: list[Any] = list(meta)
+        pairs = (
+            fields.items()
+            if isinstance(fields, dict)
+            else zip(fields[0::2], fields[1::2], strict=False)
+        )
+        for name, value in pairs:
+            flat += [b"o:" + name, value]
+        dlq = self.ctx.keys.queue(self.topic, queue_id).dlq(self.group)
+        await self.ctx.conn.retry(
+            lambda: call(self.ctx.conn.commands, "XADD", dlq, "*", *flat), what="dead-lettering"
+        )
+        self.stats.dead_lettered += 1
+        log.warning(
+            "%s: recorded %s@%s in the DLQ: %s", self.spec.name, stream, offset, info.reason
+        )
+
+
+async def broadcast_instances(ctx: Context, topic: str, group: str) -> dict[str, dict[str, Any]]:
+    """Every instance id with stored offsets: its offset per queue and whether its slot is live."""
+    info = await ctx.topics.get(topic)
+    out: dict[str, dict[str, Any]] = {}
+    for queue_id in range(info.queues if info else 0):
+        stored = await call(
+            ctx.conn.commands, "HGETALL", ctx.keys.queue(topic, queue_id).broadcast_offsets(group)
+        )
+        for instance, offset in stored.items():
+            entry = out.setdefault(instance.decode(), {"offsets": {}, "live": False})
+            entry["offsets"][queue_id] = offset.decode()
+    for instance, entry in out.items():
+        entry["live"] = bool(
+            await call(ctx.conn.commands, "EXISTS", ctx.keys.broadcast_slot(group, instance))
+        )
+    return out
+
+
+async def remove_broadcast_instance(ctx: Context, topic: str, group: str, instance: str) -> int:
+    """Delete a (stale) instance's offsets on every queue; returns how many were removed."""
+    info = await ctx.topics.get(topic)
+    removed = 0
+    for queue_id in range(info.queues if info else 0):
+        key = ctx.keys.queue(topic, queue_id).broadcast_offsets(group)
+        removed += int(await call(ctx.conn.commands, "HDEL", key, instance))
+    return removed

@@ -1,0 +1,476 @@
+"""Orderly consumption: each queue is consumed by one live member, one message at a time, in
+offset order (RocketMQ's MessageListenerOrderly with the broker-side queue lock).
+
+- Members heartbeat and share the queues out with an allocation strategy (`membership`).
+- A member consumes a queue only while it holds the queue's lease (owner token, TTL, renewed
+  every `lease_ttl / 3`). Acknowledgements and dead letters go through scripts that check the
+  token (fencing): a member that lost its lease (paused past the TTL, partitioned) cannot
+  acknowledge anything on that queue any more; before each message it also checks that its lease
+  is still valid by its own clock, so after a pause it stops instead of going on.
+- A new owner first claims every entry still pending on the queue (the previous owner's), then
+  handles them in order, then new ones.
+- A failure is retried in place after `suspend` (or `rmq.Retry(delay=...)`), up to `max_retries`,
+  then the message is dead-lettered and the queue moves on.
+
+A message whose handler was running when its member lost the lease may finish there and also be
+handled by the new owner (at-least-once); the order of first handlings per queue is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from functools import partial
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from ..connection import Backoff, is_nogroup, is_transient
+from ..context import Context
+from ..dlq import DeadLetterInfo, describe_error
+from ..errors import DecodeError, Reject, Retry, Skip
+from ..message import Message
+from ..retry import seconds
+from ..streams import Entry
+from ..wire import Wire
+from .inbound import declare_group, to_message
+from .membership import Lease, Membership, allocate_averagely
+from .push import ConsumerStats
+from .spec import ConsumerSpec, Handler
+
+__all__ = ["OrderlyConsumer"]
+
+log = logging.getLogger("rmq.orderly")
+
+_ACK_BATCH = 64
+_VALIDITY = 0.8  # a lease counts as held for this share of its TTL after each renewal
+
+
+class _Undecodable:
+    """Placeholder in a queue's buffer for an entry to dead-letter, keeping its place in order."""
+
+    __slots__ = ("info", "offset")
+
+    def __init__(self, offset: str, info: DeadLetterInfo) -> None:
+        self.offset = offset
+        self.info = info
+
+
+class _Owned:
+    """A queue this member holds the lease of."""
+
+    __slots__ = (
+        "acks", "buffer", "drain_from", "event", "lease", "lost", "phase", "queue_id",
+        "revoked", "stream", "valid_until",
+    )  # fmt: skip
+
+    def __init__(self, queue_id: int, stream: str, lease: Lease, valid_until: float) -> None:
+        self.queue_id = queue_id
+        self.stream = stream
+        self.lease = lease
+        self.valid_until = valid_until
+        self.buffer: deque[Message | _Undecodable] = deque()
+        self.acks: list[str] = []
+        self.event = asyncio.Event()
+        self.phase = "claim"  # claim -> drain -> live
+        self.drain_from = "0"
+        self.revoked = False
+        self.lost = False
+
+    @property
+    def valid(self) -> bool:
+        return not self.lost and time.monotonic() < self.valid_until
+
+
+class OrderlyConsumer:
+    """Runs one `mode="orderly"` registration until `stop()`."""
+
+    def __init__(self, ctx: Context, spec: ConsumerSpec, name: str) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self.name = name
+        self.topic = spec.topic
+        self.group = spec.group
+        self.stats = ConsumerStats()
+        self.membership = Membership(ctx, self.topic, self.group, name)
+        self.owned: dict[int, _Owned] = {}
+        self.fetch_batch = spec.fetch_batch or ctx.settings.fetch_batch
+        self._allocate = spec.allocate or allocate_averagely
+        self._limiter = anyio.CapacityLimiter(1)
+        self._changed = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._stopping = False
+        self._workers: TaskGroup | None = None
+        self._reading: set[str] = set()
+        self._read_done = asyncio.Event()
+
+    async def declare(self) -> None:
+        await declare_group(self.ctx, self.topic, self.group, self.spec.start)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._stop_requested.set()
+        for owned in self.owned.values():
+            owned.revoked = True
+            owned.event.set()
+        self._changed.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        await self.ctx.conn.retry(self.declare, what="declaring groups")
+        grace = self.ctx.settings.shutdown_grace
+        try:
+            async with anyio.create_task_group() as workers:
+                self._workers = workers
+                async with anyio.create_task_group() as loops:
+                    loops.start_soon(self._rebalance_loop)
+                    loops.start_soon(self._fetch_loop)
+                    task_status.started()
+                    await self._stop_requested.wait()
+                    loops.cancel_scope.cancel()
+                for owned in self.owned.values():
+                    owned.revoked = True
+                    owned.event.set()
+                workers.cancel_scope.deadline = anyio.current_time() + grace
+        finally:
+            with anyio.move_on_after(max(grace, 5.0), shield=True):
+                for owned in list(self.owned.values()):
+                    await self._close_queue(owned)
+                try:
+                    await self.membership.leave()
+                except Exception as exc:
+                    log.warning("%s: could not leave the group cleanly: %r", self.spec.name, exc)
+
+    # ------------------------------------------------------------------ rebalancing
+
+    async def _rebalance_loop(self) -> None:
+        settings = self.ctx.settings
+        interval = min(settings.rebalance_interval, settings.lease_ttl / 3)
+        while True:
+            try:
+                await self._rebalance()
+            except Exception as exc:
+                level = logging.WARNING if is_transient(exc) else logging.ERROR
+                log.log(level, "%s: rebalance failed: %r", self.spec.name, exc)
+            await anyio.sleep(interval)
+
+    async def _rebalance(self) -> None:
+        members = await self.membership.heartbeat()
+        info = await self.ctx.topics.ensure(self.topic)
+        mine = set(self._allocate(info.queues, members, self.name))
+        ttl = self.ctx.settings.lease_ttl
+        for queue_id, owned in list(self.owned.items()):
+            if queue_id not in mine and not owned.revoked:
+                log.info("%s: handing queue %d over", self.spec.name, queue_id)
+                owned.revoked = True
+                owned.event.set()
+                continue
+            started = time.monotonic()
+            if await owned.lease.renew():
+                owned.valid_until = started + ttl * _VALIDITY
+            elif not owned.lost:
+                log.warning("%s: lost the lease of queue %d", self.spec.name, queue_id)
+                owned.lost = owned.revoked = True
+                owned.event.set()
+        for queue_id in sorted(mine - set(self.owned)):
+            if self._stopping:
+                return
+            lease = Lease(self.ctx, self.topic, queue_id, self.group, self.name)
+            started = time.monotonic()
+            if await lease.acquire():
+                stream = self.ctx.keys.queue(self.topic, queue_id).stream
+                owned = _Owned(queue_id, stream, lease, started + ttl * _VALIDITY)
+                self.owned[queue_id] = owned
+                log.info("%s: consuming queue %d", self.spec.name, queue_id)
+                assert self._workers is not None
+                self._workers.start_soon(self._queue_worker, owned)
+                self._changed.set()
+
+    async def _close_queue(self, owned: _Owned) -> None:
+        """Flush its acks and release its lease (unless lost), then forget it.
+
+        The lease is released only once no read of this member still covers the queue, so the
+        next owner's takeover claims every entry this member was handed.
+        """
+        try:
+            while owned.stream in self._reading:
+                self._read_done.clear()
+                await self._read_done.wait()
+            if owned.valid and owned.acks:
+                await self._flush_acks(owned)
+            if not owned.lost:
+                await owned.lease.release()
+        except Exception as exc:
+            log.warning("%s: closing queue %d: %r", self.spec.name, owned.queue_id, exc)
+        finally:
+            if self.owned.get(owned.queue_id) is owned:
+                del self.owned[owned.queue_id]
+
+    # ------------------------------------------------------------------ fetching
+
+    async def _fetch_loop(self) -> None:
+        settings = self.ctx.settings
+        wire = self.ctx.conn.wire()
+        backoff = Backoff(settings.backoff_base, settings.backoff_cap)
+        try:
+            while True:
+                try:
+                    fetched = await self._fetch_once(wire)
+                except Exception as exc:
+                    await self._on_fetch_error(exc, backoff)
+                    continue
+                backoff.reset()
+                if not fetched:
+                    self._changed.clear()
+                    with anyio.move_on_after(settings.block_seconds):
+                        await self._changed.wait()
+        finally:
+            await wire.close()
+
+    async def _fetch_once(self, wire: Wire) -> bool:
+        """One read for the queues that need messages; False when there was nothing to do."""
+        settings = self.ctx.settings
+        ready = [o for o in self.owned.values() if not o.revoked and not o.buffer and o.valid]
+        if not ready:
+            return False
+        for owned in ready:
+            if owned.phase == "claim":
+                await self._claim_all(wire, owned)
+        draining = [o for o in ready if o.phase == "drain"]
+        head = ("XREADGROUP", "GROUP", self.group, self.name, "COUNT", self.fetch_batch)
+        if draining:
+            streams = [o.stream for o in draining]
+            positions = [o.drain_from for o in draining]
+            reply = await wire.call(*head, "STREAMS", *streams, *positions)
+            got = {name.decode(): entries for name, entries in reply or ()}
+            for owned in draining:
+                entries = got.get(owned.stream) or []
+                if entries:
+                    owned.drain_from = entries[-1][0].decode()
+                    await self._buffer(owned, entries, redelivered=True)
+                else:
+                    owned.phase = "live"
+            return True
+        live = [o for o in ready if o.phase == "live"]
+        # A read blocks for less than a fifth of the lease TTL: a member that lost its lease (or
+        # was paused) has no read left on the server by the time another member can take over,
+        # so no entry can be handed to it after the new owner claimed the queue's pending ones.
+        block = min(settings.block_seconds, settings.lease_ttl * 0.15)
+        streams = [o.stream for o in live]
+        self._reading.update(streams)
+        try:
+            reply = await wire.call(
+                *head, "BLOCK", max(1, int(block * 1000)), "STREAMS", *streams,
+                *[">"] * len(live), seconds=block + settings.socket_timeout,
+            )  # fmt: skip
+        finally:
+            self._reading.difference_update(streams)
+            self._read_done.set()
+        by_stream = {o.stream: o for o in live}
+        for name, entries in reply or ():
+            target = by_stream.get(name.decode())
+            if target is not None and entries:
+                await self._buffer(target, entries, redelivered=False)
+        return True
+
+    async def _claim_all(self, wire: Wire, owned: _Owned) -> None:
+        """Take over every entry still pending on the queue (its previous owner's), in order."""
+        cursor = "0-0"
+        while True:
+            reply = await wire.call(
+                "XAUTOCLAIM", owned.stream, self.group, self.name, 0, cursor, "COUNT", 1000,
+                "JUSTID",
+            )  # fmt: skip
+            cursor = reply[0].decode()
+            if reply[1]:
+                self.stats.reclaimed += len(reply[1])
+            if cursor == "0-0":
+                break
+        owned.phase = "drain"
+
+    async def _buffer(self, owned: _Owned, entries: list[Entry], redelivered: bool) -> None:
+        for entry_id, fields in entries:
+            offset = entry_id.decode()
+            if not fields:
+                self.stats.trimmed += 1
+                owned.acks.append(offset)
+                continue
+            try:
+                msg = to_message(
+                    entry_id, fields, self.topic, owned.queue_id, self.group, owned.stream,
+                    2 if redelivered else 1,
+                )  # fmt: skip
+            except DecodeError as exc:
+                info = DeadLetterInfo("undecodable", describe_error(exc))
+                owned.buffer.append(_Undecodable(offset, info))
+                continue
+            if not self.spec.filter.match_all and not self.spec.filter.matches(
+                msg.tag, msg.properties
+            ):
+                self.stats.filtered += 1
+                owned.acks.append(offset)
+                continue
+            owned.buffer.append(msg)
+            self.stats.received += 1
+        owned.event.set()
+
+    async def _on_fetch_error(self, exc: Exception, backoff: Backoff) -> None:
+        if is_nogroup(exc):
+            log.warning("%s: consumer group missing; declaring it again", self.spec.name)
+            try:
+                await self.declare()
+                for owned in self.owned.values():
+                    owned.phase, owned.drain_from = "claim", "0"
+                return
+            except Exception as declare_error:
+                exc = declare_error
+        delay = backoff.next_delay()
+        level = logging.WARNING if is_transient(exc) else logging.ERROR
+        log.log(level, "%s: fetch failed (%r); retrying in %.2fs", self.spec.name, exc, delay)
+        await anyio.sleep(delay)
+
+    # ------------------------------------------------------------------ handling
+
+    async def _queue_worker(self, owned: _Owned) -> None:
+        try:
+            while not owned.revoked:
+                if not owned.buffer:
+                    if owned.acks and not await self._flush_acks(owned):
+                        return
+                    if owned.buffer:  # arrived while the acks were flushing
+                        continue
+                    owned.event.clear()  # no await between the checks and the wait
+                    if _revoked(owned):
+                        return
+                    await owned.event.wait()
+                    continue
+                if not owned.valid:
+                    log.warning(
+                        "%s: lease of queue %d expired before the next message; stopping there",
+                        self.spec.name, owned.queue_id,
+                    )  # fmt: skip
+                    owned.lost = True
+                    return
+                item = owned.buffer[0]
+                settled = await self._settle(owned, item)
+                if not settled:
+                    return
+                owned.buffer.popleft()
+                if len(owned.acks) >= _ACK_BATCH and not await self._flush_acks(owned):
+                    return
+        finally:
+            owned.buffer.clear()
+            with anyio.CancelScope(shield=True):
+                await self._close_queue(owned)
+            self._changed.set()
+
+    async def _settle(self, owned: _Owned, item: Message | _Undecodable) -> bool:
+        """Handle `item` in place until it succeeds or is dead-lettered; False = stop the queue."""
+        if isinstance(item, _Undecodable):
+            return await self._dead_letter(owned, item.offset, item.info)
+        while True:
+            try:
+                await self._call(item)
+            except Skip:
+                self.stats.skipped += 1
+            except Reject as signal:
+                self.stats.failed += 1
+                info = self._info(item, f"rejected: {signal.reason}", None)
+                return await self._dead_letter(owned, item.offset, info)
+            except Exception as exc:
+                self.stats.failed += 1
+                if item.reconsume_times >= self.spec.max_retries:
+                    log.error("%s: %s@%s failed for the last time", self.spec.name,
+                              item.topic, item.offset, exc_info=exc)  # fmt: skip
+                    info = self._info(item, "max_retries", exc)
+                    return await self._dead_letter(owned, item.offset, info)
+                if isinstance(exc, Retry) and exc.delay is not None:
+                    pause = seconds(exc.delay, "Retry(delay=...)")
+                else:
+                    pause = self.spec.suspend
+                log.warning("%s: %s@%s failed; retrying in place in %.3gs", self.spec.name,
+                            item.topic, item.offset, pause, exc_info=exc)  # fmt: skip
+                if item._first_failure_ms is None:
+                    item._first_failure_ms = int(time.time() * 1000)
+                item.reconsume_times += 1
+                self.stats.retried += 1
+                await anyio.sleep(pause)
+                if owned.revoked or not owned.valid:
+                    return False  # stays pending: the next owner handles it, in order
+                continue
+            else:
+                self.stats.handled += 1
+            owned.acks.append(item.offset)
+            return True
+
+    async def _call(self, msg: Message) -> None:
+        handler = self.spec.handler
+        if self.spec.timeout is not None:
+            with anyio.fail_after(self.spec.timeout):
+                await self._invoke(handler, msg)
+        else:
+            await self._invoke(handler, msg)
+
+    async def _invoke(self, handler: Handler, msg: Message) -> None:
+        if self.spec.is_async:
+            await handler(msg)  # type: ignore[misc]
+        else:
+            await anyio.to_thread.run_sync(handler, msg, abandon_on_cancel=True)
+
+    def _info(self, msg: Message, reason: str, error: BaseException | None) -> DeadLetterInfo:
+        return DeadLetterInfo(
+            reason, describe_error(error), attempts=msg.reconsume_times + 1,
+            first_failure_ms=msg._first_failure_ms,
+        )  # fmt: skip
+
+    async def _flush_acks(self, owned: _Owned) -> bool:
+        """Acknowledge the queue's handled messages (fenced); False when the lease is gone."""
+        acks, owned.acks = owned.acks, []
+        if not acks:
+            return True
+        conn = self.ctx.conn
+        keys, args = (owned.stream, owned.lease.key), (self.group, owned.lease.token, *acks)
+        try:
+            result = await conn.retry(
+                partial(conn.scripts.call, conn.commands, "fenced_ack", keys, args),
+                what="acknowledging",
+            )
+        except BaseException:
+            owned.acks = acks + owned.acks
+            raise
+        if int(result) < 0:
+            log.warning(
+                "%s: fenced: queue %d has another owner now; %d handled messages stay pending",
+                self.spec.name, owned.queue_id, len(acks),
+            )  # fmt: skip
+            owned.lost = owned.revoked = True
+            return False
+        self.stats.acked += int(result)
+        return True
+
+    async def _dead_letter(self, owned: _Owned, offset: str, info: DeadLetterInfo) -> bool:
+        """Dead-letter one entry under the lease (fenced); False when the lease is gone."""
+        if owned.acks and not await self._flush_acks(owned):
+            return False
+        conn = self.ctx.conn
+        queue = self.ctx.keys.queue(self.topic, owned.queue_id)
+        meta = info.fields(self.topic, owned.queue_id, self.group, offset)
+        keys = (owned.stream, queue.dlq(self.group), owned.lease.key)
+        args = (self.group, offset, owned.lease.token, *meta)
+        result = await conn.retry(
+            partial(conn.scripts.call, conn.commands, "dead_letter", keys, args),
+            what="dead-lettering",
+        )
+        if result == -1:
+            owned.lost = owned.revoked = True
+            return False
+        if result:
+            self.stats.dead_lettered += 1
+            log.warning("%s: dead-lettered %s@%s: %s", self.spec.name, owned.stream, offset,
+                        info.reason)  # fmt: skip
+        return True
+
+
+def _revoked(owned: _Owned) -> bool:
+    return owned.revoked

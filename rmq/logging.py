@@ -1,0 +1,87 @@
+"""Logging setup for workers and the command line: stdlib logging under `rmq.*`.
+
+`configure()` logs to stderr as text, or as one JSON object per line when `RMQ_LOG_FORMAT=json`
+(for log shippers). rmq never logs message bodies at INFO: records name topics, groups, queues,
+offsets and msg_ids, which a JSON record carries as fields when passed through `extra=`.
+
+```python
+rmq.logging.configure("INFO")                      # what `rmq worker run` does
+logging.config.dictConfig(rmq.logging.default_log_config("DEBUG", "json"))
+```
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from .errors import ConfigError
+
+__all__ = ["FORMATS", "JsonFormatter", "configure", "default_log_config"]
+
+FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_STANDARD = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, pid, any `extra=` fields, and
+    the exception text when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        out.update(
+            (k, v) for k, v in record.__dict__.items() if k not in _STANDARD and k[:1] != "_"
+        )
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exc"] = record.exc_text
+        return orjson.dumps(out, default=str).decode()
+
+
+def _format(fmt: str | None) -> str:
+    chosen = (fmt or os.environ.get("RMQ_LOG_FORMAT") or "text").strip().lower()
+    if chosen not in FORMATS:
+        raise ConfigError(f"RMQ_LOG_FORMAT must be one of {', '.join(FORMATS)}, got {chosen!r}")
+    return chosen
+
+
+def default_log_config(level: str | int = "INFO", fmt: str | None = None) -> dict[str, Any]:
+    """A `logging.config.dictConfig` dictionary: every logger (`rmq.*` and the application's) to
+    stderr, as text or JSON."""
+    chosen = _format(fmt)
+    formatter: dict[str, Any] = (
+        {"()": JsonFormatter} if chosen == "json" else {"format": TEXT_FORMAT}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"rmq": formatter},
+        "handlers": {
+            "rmq": {"class": "logging.StreamHandler", "formatter": "rmq", "stream": sys.stderr}
+        },
+        "root": {"handlers": ["rmq"], "level": level},
+    }
+
+
+def configure(level: str | int = "INFO", fmt: str | None = None) -> None:
+    """Send logs (`rmq.*` and the application's) to stderr at `level`, as text or JSON
+    (`fmt`, else `RMQ_LOG_FORMAT`)."""
+    if isinstance(level, str):
+        level = level.upper()
+    logging.config.dictConfig(default_log_config(level, fmt))

@@ -1,0 +1,458 @@
+"""Prometheus metrics: every `rmq_*` metric, the instrumentation calls, and `/metrics`.
+
+The only module that imports prometheus_client. Three kinds of metrics:
+
+- **Counted in-process** by producers and consumers through the calls below, meant to be made once
+  per batch (a send round trip, a fetched batch, a flushed ack batch), not once per message. They
+  work in prometheus_client's multiprocess mode: the worker runner sets `PROMETHEUS_MULTIPROC_DIR`
+  for its children and serves one `/metrics` for all of them.
+- **Read from Redis at scrape time** (lag, pending, oldest pending age, stream, delayed, retry,
+  half-message and DLQ lengths) by one `StateCollector`, only in the process that serves
+  `/metrics` (the runner, or `rmq metrics serve`): never once per worker process.
+- `rmq_build_info` and `rmq_redis_up`, from the same place.
+
+Labels are bounded: topic, group, and small fixed sets (status, result, reason, outcome). Never
+message ids, keys, consumer names or exception text.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from ._version import __version__
+from .context import Context
+from .state import entry_ms, read_queues, server_ms
+
+__all__ = [
+    "CONTENT_TYPE",
+    "METRIC_NAMES",
+    "ConsumeResult",
+    "ConsumerMeter",
+    "StateCollector",
+    "consume_durations",
+    "consumed",
+    "dead_lettered",
+    "delivery_latencies",
+    "filtered",
+    "in_flight",
+    "payload_sizes",
+    "process_dead",
+    "published",
+    "reclaimed",
+    "register_consumer",
+    "register_topic",
+    "render",
+    "retried",
+    "transactions",
+]
+
+log = logging.getLogger("rmq.metrics")
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ConsumeResult(enum.StrEnum):
+    """What became of a consumed message (the `result` label)."""
+
+    ACK = "ack"
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+    REJECT = "reject"
+    SKIP = "skip"
+
+
+PUBLISH_STATUSES = ("ok", "error")
+DEAD_LETTER_REASONS = ("max_retries", "max_deliveries", "rejected", "undecodable", "other")
+TRANSACTION_OUTCOMES = ("commit", "rollback", "unknown", "discarded")
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_LATENCY = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+_PUBLISH = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_BYTES = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+
+PUBLISHED = Counter("rmq_messages_published", "Messages sent, by outcome.", ["topic", "status"])
+PUBLISH_DURATION = Histogram(
+    "rmq_publish_duration_seconds", "Duration of one send round trip (one script call per queue).",
+    ["topic"], buckets=_PUBLISH,
+)  # fmt: skip
+PAYLOAD = Histogram(
+    "rmq_message_payload_bytes", "Encoded size of sent message bodies.", ["topic"], buckets=_BYTES
+)
+CONSUMED = Counter(
+    "rmq_messages_consumed", "Messages handled, by result.", ["topic", "group", "result"]
+)
+CONSUME_DURATION = Histogram(
+    "rmq_consume_duration_seconds", "Handler run time.", ["topic", "group"], buckets=_SECONDS
+)
+DELIVERY_LATENCY = Histogram(
+    "rmq_delivery_latency_seconds", "From a message's birth to the start of its handler.",
+    ["topic", "group"], buckets=_LATENCY,
+)  # fmt: skip
+IN_FLIGHT = Gauge(
+    "rmq_messages_in_flight", "Messages fetched and not yet acknowledged or given back.",
+    ["topic", "group"], multiprocess_mode="livesum",
+)  # fmt: skip
+RECLAIMED = Counter(
+    "rmq_messages_reclaimed", "Entries taken over from idle consumers (XAUTOCLAIM).",
+    ["topic", "group"],
+)  # fmt: skip
+RETRIED = Counter(
+    "rmq_messages_retried", "Messages scheduled for another attempt after a backoff.",
+    ["topic", "group"],
+)  # fmt: skip
+DEAD_LETTERED = Counter(
+    "rmq_messages_dead_lettered", "Messages moved to a dead-letter queue, by reason.",
+    ["topic", "group", "reason"],
+)  # fmt: skip
+FILTERED = Counter(
+    "rmq_messages_filtered", "Messages acknowledged without handling: the filter did not match.",
+    ["topic", "group"],
+)  # fmt: skip
+TRANSACTIONS = Counter(
+    "rmq_transactions", "Transactional (half) messages resolved, by outcome.", ["topic", "outcome"]
+)
+
+_STATE_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "rmq_stream_length": ("Messages stored in the topic's queue streams.", ("topic",)),
+    "rmq_topic_queues": ("Queues (streams) of the topic.", ("topic",)),
+    "rmq_delayed_messages": ("Delayed messages not yet due.", ("topic",)),
+    "rmq_half_messages": ("Transactional half messages not yet committed.", ("topic",)),
+    "rmq_consumer_lag": (
+        "Messages not yet delivered to the group (absent while Redis cannot tell).",
+        ("topic", "group"),
+    ),
+    "rmq_consumer_pending": ("Delivered, not yet acknowledged (PEL size).", ("topic", "group")),
+    "rmq_oldest_pending_age_seconds": (
+        "Age of the group's oldest pending message (0 when none).",
+        ("topic", "group"),
+    ),
+    "rmq_retry_waiting_messages": ("Retries waiting for their backoff.", ("topic", "group")),
+    "rmq_dlq_length": ("Messages in the group's dead-letter queues.", ("topic", "group")),
+    "rmq_consumers": ("Consumers of the group (most on one queue).", ("topic", "group")),
+    "rmq_redis_up": ("1 when the last read of Redis state succeeded.", ()),
+    "rmq_state_read_seconds": ("How long the last read of Redis state took.", ()),
+    "rmq_build_info": ("rmq version (value 1).", ("version", "python")),
+}
+
+METRIC_NAMES: frozenset[str] = frozenset(
+    {
+        "rmq_messages_published_total", "rmq_publish_duration_seconds",
+        "rmq_message_payload_bytes", "rmq_messages_consumed_total",
+        "rmq_consume_duration_seconds", "rmq_delivery_latency_seconds", "rmq_messages_in_flight",
+        "rmq_messages_reclaimed_total", "rmq_messages_retried_total",
+        "rmq_messages_dead_lettered_total", "rmq_messages_filtered_total", "rmq_transactions_total",
+        *_STATE_METRICS,
+    }
+)  # fmt: skip
+"""Every metric rmq exposes (counters with their `_total` suffix; histograms without `_bucket`)."""
+
+# ---------------------------------------------------------------------- instrumentation
+# Each call resolves its label set once and caches the child: after the first call the cost is a
+# dict lookup plus one increment (histograms: one increment per bucket touched).
+
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
+def _observe_many(child: Any, values: Iterable[float]) -> None:
+    """Observe many values with one increment per touched bucket (falls back to `observe`)."""
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total_value = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total_value is None:
+        for value in values:
+            child.observe(value)
+        return
+    counts = [0] * len(bounds)
+    total = 0.0
+    for value in values:
+        if math.isnan(value):
+            continue
+        counts[bisect.bisect_left(bounds, value)] += 1
+        total += value
+    if any(counts):
+        total_value.inc(total)
+        for i, n in enumerate(counts):
+            if n:
+                buckets[i].inc(n)
+
+
+def register_topic(topic: str) -> None:
+    """Pre-create a producer's series at 0, so rates exist before the first send."""
+    for status in PUBLISH_STATUSES:
+        _child(PUBLISHED, topic, status)
+
+
+def register_consumer(topic: str, group: str) -> None:
+    """Pre-create a consumer's series at 0 (call when a consumer starts)."""
+    for result in ConsumeResult:
+        _child(CONSUMED, topic, group, result.value)
+    for metric in (RECLAIMED, RETRIED, FILTERED, IN_FLIGHT):
+        _child(metric, topic, group)
+
+
+def published(topic: str, status: str, count: int = 1, seconds: float | None = None) -> None:
+    """`count` messages sent to `topic` ("ok" or "error"); `seconds`: that round trip's time."""
+    if status not in PUBLISH_STATUSES:
+        raise ValueError(f"status must be one of {PUBLISH_STATUSES}, got {status!r}")
+    _child(PUBLISHED, topic, status).inc(count)
+    if seconds is not None:
+        _child(PUBLISH_DURATION, topic).observe(seconds)
+
+
+def payload_sizes(topic: str, sizes: Iterable[int]) -> None:
+    """Encoded body sizes of sent messages (one call per batch)."""
+    _observe_many(_child(PAYLOAD, topic), sizes)
+
+
+def consumed(topic: str, group: str, result: ConsumeResult | str, count: int = 1) -> None:
+    """`count` messages of `topic` handled by `group` with `result`."""
+    _child(CONSUMED, topic, group, ConsumeResult(result).value).inc(count)
+
+
+def consume_durations(topic: str, group: str, seconds: Iterable[float]) -> None:
+    """Handler run times (one call per batch of finished handlers)."""
+    _observe_many(_child(CONSUME_DURATION, topic, group), seconds)
+
+
+def delivery_latencies(topic: str, group: str, seconds: Iterable[float]) -> None:
+    """Birth-to-handler-start latencies (one call per batch of started handlers)."""
+    _observe_many(_child(DELIVERY_LATENCY, topic, group), seconds)
+
+
+def in_flight(topic: str, group: str, delta: int) -> None:
+    """Messages fetched (+n) or acknowledged / given back (-n)."""
+    _child(IN_FLIGHT, topic, group).inc(delta)
+
+
+def reclaimed(topic: str, group: str, count: int) -> None:
+    """Entries claimed from idle consumers."""
+    _child(RECLAIMED, topic, group).inc(count)
+
+
+def retried(topic: str, group: str, count: int = 1) -> None:
+    """Messages scheduled for another attempt."""
+    _child(RETRIED, topic, group).inc(count)
+
+
+def dead_lettered(topic: str, group: str, reason: str, count: int = 1) -> None:
+    """Messages dead-lettered; an unknown `reason` is counted as "other"."""
+    label = reason if reason in DEAD_LETTER_REASONS else "other"
+    _child(DEAD_LETTERED, topic, group, label).inc(count)
+
+
+def filtered(topic: str, group: str, count: int = 1) -> None:
+    """Messages acknowledged unhandled because the consumer's filter did not match."""
+    _child(FILTERED, topic, group).inc(count)
+
+
+def transactions(topic: str, outcome: str, count: int = 1) -> None:
+    """Half messages resolved: commit, rollback, unknown (checked again later) or discarded."""
+    if outcome not in TRANSACTION_OUTCOMES:
+        raise ValueError(f"outcome must be one of {TRANSACTION_OUTCOMES}, got {outcome!r}")
+    _child(TRANSACTIONS, topic, outcome).inc(count)
+
+
+class ConsumerMeter:
+    """A consumer's per-message observations, published once per batch by `flush()`.
+
+    Recording is a list append or a dict increment, so it can sit on the hot path:
+
+    ```python
+    meter = ConsumerMeter(topic, group)
+    meter.started(born_ms)                    # when a handler starts
+    meter.finished(ConsumeResult.ACK, 0.012)  # when it returns (or raises)
+    meter.flush()                             # with each batch of acks / outcomes
+    ```
+    """
+
+    __slots__ = ("_durations", "_latencies", "_results", "group", "topic")
+
+    def __init__(self, topic: str, group: str) -> None:
+        self.topic = topic
+        self.group = group
+        self._latencies: list[float] = []
+        self._durations: list[float] = []
+        self._results: dict[ConsumeResult, int] = {}
+        register_consumer(topic, group)
+
+    def started(self, born_ms: int, now: float | None = None) -> None:
+        """A handler starts on a message born at `born_ms` (epoch ms)."""
+        self._latencies.append((now if now is not None else time.time()) - born_ms / 1000)
+
+    def finished(self, result: ConsumeResult, seconds: float | None = None) -> None:
+        """A message's outcome, and its handler's run time when it ran."""
+        self._results[result] = self._results.get(result, 0) + 1
+        if seconds is not None:
+            self._durations.append(seconds)
+
+    def flush(self) -> None:
+        """Publish what was recorded since the last flush."""
+        if self._latencies:
+            latencies, self._latencies = self._latencies, []
+            delivery_latencies(self.topic, self.group, latencies)
+        if self._durations:
+            durations, self._durations = self._durations, []
+            consume_durations(self.topic, self.group, durations)
+        if self._results:
+            results, self._results = self._results, {}
+            for result, count in results.items():
+                consumed(self.topic, self.group, result, count)
+
+
+# ---------------------------------------------------------------------- Redis state
+
+
+def _family(name: str) -> GaugeMetricFamily:
+    doc, labels = _STATE_METRICS[name]
+    return GaugeMetricFamily(name, doc, labels=list(labels))
+
+
+class StateCollector:
+    """Reads topic and group state from Redis for `/metrics` (one per serving process).
+
+    A scrape reads at most `max_queues` queues (topics in name order), in a few pipelined round
+    trips; reads within `min_interval` seconds of the last one reuse its result.
+    """
+
+    def __init__(self, ctx: Context, *, max_queues: int = 4096, min_interval: float = 1.0) -> None:
+        self.ctx = ctx
+        self.max_queues = max_queues
+        self.min_interval = min_interval
+        self._last: tuple[float, list[Metric]] | None = None
+
+    async def collect(self) -> list[Metric]:
+        """The state metrics now (or from the last read, if it is recent enough)."""
+        now = time.monotonic()
+        if self._last is not None and now - self._last[0] < self.min_interval:
+            return self._last[1]
+        families = await self._read()
+        self._last = (time.monotonic(), families)
+        return families
+
+    async def _read(self) -> list[Metric]:
+        started = time.perf_counter()
+        up = _family("rmq_redis_up")
+        build = _family("rmq_build_info")
+        build.add_metric([__version__, platform.python_version()], 1)
+        try:
+            families = await self._read_state()
+        except Exception as exc:
+            log.warning("cannot read Redis state for metrics: %r", exc)
+            up.add_metric([], 0)
+            return [up, build]
+        up.add_metric([], 1)
+        took = _family("rmq_state_read_seconds")
+        took.add_metric([], time.perf_counter() - started)
+        return [*families, up, took, build]
+
+    async def _read_state(self) -> list[Metric]:
+        topics = []
+        budget = self.max_queues
+        for info in await self.ctx.topics.list():
+            if info.queues > budget:
+                log.warning("metrics: more than %d queues; the rest are left out", self.max_queues)
+                break
+            topics.append(info)
+            budget -= info.queues
+        queues = await read_queues(self.ctx, topics)
+        now = await server_ms(self.ctx.conn.commands)
+        fams = {name: _family(name) for name in _STATE_METRICS if _STATE_METRICS[name][1]}
+        del fams["rmq_build_info"]
+        per_topic: dict[str, list[int]] = {t.name: [0, 0, 0, t.queues] for t in topics}
+        per_group: dict[tuple[str, str], list[Any]] = {}
+        for q in queues:
+            totals = per_topic[q.topic]
+            totals[0] += q.length
+            totals[1] += q.delayed
+            totals[2] += q.half
+            for g in q.groups:
+                row = per_group.setdefault((q.topic, g.group), [0, 0, 0.0, 0, 0, 0])
+                row[0] = None if row[0] is None or g.lag is None else row[0] + g.lag
+                row[1] += g.pending
+                if g.oldest_pending_id is not None:
+                    row[2] = max(row[2], (now - entry_ms(g.oldest_pending_id)) / 1000)
+                row[3] += g.retry_waiting
+                row[4] += g.dlq_length
+                row[5] = max(row[5], g.consumers)
+        for topic, (length, delayed, half, count) in per_topic.items():
+            fams["rmq_stream_length"].add_metric([topic], length)
+            fams["rmq_delayed_messages"].add_metric([topic], delayed)
+            fams["rmq_half_messages"].add_metric([topic], half)
+            fams["rmq_topic_queues"].add_metric([topic], count)
+        for (topic, group), (lag, pending, age, retry, dlq, consumers) in per_group.items():
+            labels = [topic, group]
+            if lag is not None:
+                fams["rmq_consumer_lag"].add_metric(labels, lag)
+            fams["rmq_consumer_pending"].add_metric(labels, pending)
+            fams["rmq_oldest_pending_age_seconds"].add_metric(labels, max(0.0, age))
+            fams["rmq_retry_waiting_messages"].add_metric(labels, retry)
+            fams["rmq_dlq_length"].add_metric(labels, dlq)
+            fams["rmq_consumers"].add_metric(labels, consumers)
+        return list(fams.values())
+
+
+class _Static:
+    """A collector that yields metric families read beforehand."""
+
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return iter(self._families)
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus_client's multiprocess mode, if this process uses it."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+async def render(
+    state: StateCollector | None = None, *, directory: str | None = None, local: bool = True
+) -> bytes:
+    """The `/metrics` text: the in-process metrics (with `directory`, of every process writing
+    there, in multiprocess mode; else of this process; none when not `local`) plus the Redis
+    state read by `state`."""
+    text = b""
+    if directory is not None:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        text = generate_latest(registry)
+    elif local:
+        text = generate_latest(REGISTRY)
+    if state is not None:
+        static = CollectorRegistry()
+        static.register(_Static(await state.collect()))
+        text += generate_latest(static)
+    return text
+
+
+def process_dead(pid: int, directory: str) -> None:
+    """Forget the live gauges of a worker process that exited (multiprocess mode)."""
+    mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]

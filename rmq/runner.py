@@ -1,0 +1,324 @@
+"""The worker runner behind `rmq worker run module:app`.
+
+- `run_worker(app, options)`: one worker process. It runs the app's consumers until SIGTERM or
+  SIGINT (then drains; a second signal stops at once), keeps a heartbeat in Redis (see
+  `rmq.health`), and serves `/metrics`, `/healthz` and `/readyz` when given ports.
+- `Supervisor`: with `--processes N > 1`, starts N worker processes (`--supervised` children in
+  their own process group), restarts one that crashes after a backoff (`restart_delay`, doubling
+  up to `restart_delay_cap`), forwards SIGTERM/SIGINT for a graceful drain (a second signal is
+  forwarded too and forces the children to stop; a third kills them), and exits 0 when every
+  child drained cleanly. It serves one `/metrics` for all children (prometheus_client's
+  multiprocess mode, in a directory it wipes at start) plus the Redis state, read once per scrape.
+
+A supervised child stops gracefully by itself if its supervisor dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import anyio
+from anyio.abc import Process, TaskGroup, TaskStatus
+
+from . import metrics
+from .app import App
+from .connection import Backoff
+from .context import Context
+from .health import Heartbeat, alive_members, heartbeat_key, member_name
+from .httpserver import Response, Route, serve, text
+from .settings import Settings
+
+__all__ = ["RunOptions", "Supervisor", "run_worker"]
+
+log = logging.getLogger("rmq.runner")
+
+_PARENT_POLL_SECONDS = 1.0
+_KILL_MARGIN_SECONDS = 5.0
+_HEALTHY_RUN_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How to run workers (the options of `rmq worker run`)."""
+
+    app_id: str
+    """The app as `module:attribute`; it names the heartbeat key."""
+    processes: int = 1
+    metrics_port: int | None = None
+    health_port: int | None = None
+    bind: str = "127.0.0.1"
+    supervised: bool = False
+
+
+async def _open_ops(settings: Settings, name: str) -> Context:
+    """A connection of its own for heartbeats, health and metrics (independent of the app's)."""
+    ctx = Context.create(settings, client_name=f"rmq:{name}:ops")
+    try:
+        await ctx.conn.open()
+    except BaseException:
+        await ctx.conn.close()
+        raise
+    return ctx
+
+
+@contextmanager
+def _unwrapped() -> Iterator[None]:
+    """Re-raise a task group's single error as itself (callers catch rmq errors by type)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        if error is group:
+            raise
+        raise error from group
+
+
+async def _healthz() -> Response:
+    return text(200, "ok\n")
+
+
+async def _redis_ok(ctx: Context) -> bool:
+    try:
+        with anyio.fail_after(ctx.settings.connect_timeout):
+            return bool(await ctx.conn.commands.ping())
+    except Exception:
+        return False
+
+
+async def _start_http(
+    tg: TaskGroup, options: RunOptions, metrics_route: Route, health: Mapping[str, Route]
+) -> None:
+    """Start the metrics and health servers (one server when both ports are equal)."""
+    servers: dict[int, dict[str, Route]] = {}
+    if options.metrics_port is not None:
+        servers.setdefault(options.metrics_port, {})["/metrics"] = metrics_route
+    if options.health_port is not None:
+        servers.setdefault(options.health_port, {}).update(health)
+    for port, routes in servers.items():
+        await tg.start(partial(serve, options.bind, port, routes))
+
+
+# ---------------------------------------------------------------------- one process
+
+
+async def run_worker(app: App, options: RunOptions) -> None:
+    """Run `app`'s consumers in this process until a signal (or `app.stop()`) and a drain."""
+    ops = await _open_ops(app.settings, app.name)
+    ready = anyio.Event()
+    state = metrics.StateCollector(ops)
+    directory = metrics.multiprocess_dir()
+
+    async def readyz() -> Response:
+        if not ready.is_set():
+            return text(503, "starting: consumer groups not declared yet\n")
+        if not await _redis_ok(ops):
+            return text(503, "Redis unreachable\n")
+        return text(200, "ready\n")
+
+    async def metrics_route() -> Response:
+        return 200, metrics.CONTENT_TYPE, await metrics.render(state, directory=directory)
+
+    for spec in app.consumers:
+        metrics.register_consumer(spec.topic, spec.group)
+    try:
+        with _unwrapped():
+            async with anyio.create_task_group() as tg:
+                if not options.supervised:
+                    await _start_http(
+                        tg, options, metrics_route, {"/healthz": _healthz, "/readyz": readyz}
+                    )
+                await tg.start(partial(_run_app, app, tg))
+                ready.set()
+                tg.start_soon(Heartbeat(ops, options.app_id).run)
+                if options.supervised:
+                    tg.start_soon(_watch_parent, app, os.getppid())
+    finally:
+        with anyio.CancelScope(shield=True):
+            await ops.conn.close()
+
+
+async def _run_app(app: App, tg: TaskGroup, *, task_status: TaskStatus[None]) -> None:
+    """Run the app; when it returns (drained), stop the heartbeat and the servers."""
+    try:
+        await app.run(task_status=task_status)
+    finally:
+        tg.cancel_scope.cancel()
+
+
+async def _watch_parent(app: App, parent: int) -> None:
+    """Stop gracefully when the supervisor is gone (this process was re-parented)."""
+    while os.getppid() == parent:  # noqa: ASYNC110 (no event tells about a parent's death)
+        await anyio.sleep(_PARENT_POLL_SECONDS)
+    log.warning("the supervisor (pid %d) is gone: draining and exiting", parent)
+    app.stop()
+
+
+# ---------------------------------------------------------------------- supervisor
+
+
+class Supervisor:
+    """Runs `processes` copies of `command` (a supervised `rmq worker run`) and supervises them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: RunOptions,
+        command: Sequence[str],
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.command = list(command)
+        self.env = dict(os.environ if env is None else env)
+        self.processes: dict[int, Process] = {}
+        self.exit_codes: dict[int, int] = {}
+        self.restarts = 0
+        self._stop = anyio.Event()
+        self._signals = 0
+        self._own_dir = False
+        self.directory = ""
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop signal arrived."""
+        return self._stop.is_set()
+
+    async def run(self) -> int:
+        """Supervise until a signal and a drain; returns the exit code (0: every child drained)."""
+        ops = await _open_ops(self.settings, f"{socket.gethostname()}-{os.getpid()}")
+        try:
+            self.directory = self._metrics_dir()
+            env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": self.directory}
+            state = metrics.StateCollector(ops)
+
+            async def metrics_route() -> Response:
+                body = await metrics.render(state, directory=self.directory)
+                return 200, metrics.CONTENT_TYPE, body
+
+            async def readyz() -> Response:
+                return await self._readyz(ops)
+
+            with _unwrapped():
+                async with anyio.create_task_group() as tg:
+                    routes = {"/healthz": _healthz, "/readyz": readyz}
+                    await _start_http(tg, self.options, metrics_route, routes)
+                    tg.start_soon(self._watch_signals, tg)
+                    async with anyio.create_task_group() as slots:
+                        for index in range(self.options.processes):
+                            slots.start_soon(self._slot, index, env)
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await ops.conn.close()
+            if self._own_dir:
+                shutil.rmtree(self.directory, ignore_errors=True)
+        clean = all(code == 0 for code in self.exit_codes.values())
+        log.info("all worker processes exited (%s)", "clean drain" if clean else "not clean")
+        return 0 if clean else 1
+
+    async def _readyz(self, ops: Context) -> Response:
+        """Ready: not stopping, Redis answers, and every worker process beats (it consumes)."""
+        if self.stopping:
+            return text(503, "stopping\n")
+        if not await _redis_ok(ops):
+            return text(503, "Redis unreachable\n")
+        key = heartbeat_key(self.settings.namespace, self.options.app_id)
+        interval = self.settings.heartbeat_interval
+        host = socket.gethostname()
+        alive = set(await alive_members(ops.conn.commands, key, interval, host=host))
+        expected = {member_name(p.pid) for p in self.processes.values()}
+        if len(expected) < self.options.processes or not expected <= alive:
+            return text(503, f"{len(expected & alive)}/{self.options.processes} ready\n")
+        return text(200, "ready\n")
+
+    def _metrics_dir(self) -> str:
+        given = self.env.get("PROMETHEUS_MULTIPROC_DIR")
+        if not given:
+            self._own_dir = True
+            return tempfile.mkdtemp(prefix="rmq-metrics-")
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return str(path)
+
+    async def _slot(self, index: int, env: dict[str, str]) -> None:
+        backoff = Backoff(self.settings.restart_delay, self.settings.restart_delay_cap)
+        while not self._stop.is_set():
+            proc = await anyio.open_process(
+                self.command, env=env, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
+                start_new_session=True,
+            )  # fmt: skip
+            self.processes[index] = proc
+            if self._stop.is_set():  # the stop signal came while this child was starting
+                proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            log.info("worker process %d started (pid %d)", index, proc.pid)
+            try:
+                code = await proc.wait()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    if proc.returncode is None:
+                        proc.kill()
+                        await proc.wait()
+                    self.processes.pop(index, None)
+                    metrics.process_dead(proc.pid, self.directory)
+            if self._stop.is_set():
+                self.exit_codes[index] = code
+                log.info("worker process %d (pid %d) exited with %d", index, proc.pid, code)
+                return
+            if time.monotonic() - started > _HEALTHY_RUN_SECONDS:
+                backoff.reset()
+            delay = backoff.next_delay()
+            self.restarts += 1
+            log.warning(
+                "worker process %d (pid %d) exited with %d; restarting in %.1fs",
+                index, proc.pid, code, delay,
+            )  # fmt: skip
+            with anyio.move_on_after(delay):
+                await self._stop.wait()
+
+    async def _watch_signals(self, tg: TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self._signals += 1
+                signum = signal.Signals(signum)
+                name = signum.name
+                if self._signals == 1:
+                    log.info("%s received: draining the worker processes", name)
+                    self._stop.set()
+                    self._forward(signum)
+                    tg.start_soon(self._kill_late)
+                elif self._signals == 2:
+                    log.warning("%s received again: the worker processes stop at once", name)
+                    self._forward(signum)
+                else:
+                    log.warning("%s received a third time: killing the worker processes", name)
+                    self._forward(signal.SIGKILL)
+
+    async def _kill_late(self) -> None:
+        await anyio.sleep(self.settings.shutdown_grace + _KILL_MARGIN_SECONDS)
+        if self.processes:
+            log.error("worker processes still running after the grace period: killing them")
+            self._forward(signal.SIGKILL)
+
+    def _forward(self, signum: signal.Signals) -> None:
+        for proc in list(self.processes.values()):
+            try:
+                proc.send_signal(signum)
+            except ProcessLookupError:
+                pass
