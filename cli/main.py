@@ -14,7 +14,7 @@ from rmq._version import __version__
 from rmq.errors import RMQError
 from rmq.settings import redact_url
 
-from . import consume, group, message, metrics, send, topic, worker
+from . import consume, dlq, group, message, metrics, send, topic, worker
 from .options import EXIT_OK, EXIT_USAGE, GlobalOptions
 from .output import Output
 
@@ -28,6 +28,7 @@ app = typer.Typer(
 app.add_typer(topic.app, name="topic")
 app.add_typer(group.app, name="group")
 app.add_typer(message.app, name="message")
+app.add_typer(dlq.app, name="dlq")
 app.command("send")(send.send)
 app.command("consume")(consume.consume)
 app.add_typer(worker.app, name="worker")

@@ -89,6 +89,17 @@ def parse_time(value: str, *, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.astimezone()
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+
+
+def parse_duration(value: str) -> float:
+    """Seconds from "30", "500ms", "30s", "5m", "2h" or "1d"."""
+    match = _DURATION.match(value.strip())
+    if match is None:
+        raise typer.BadParameter(f"{value!r} is not a duration: use 500ms, 30s, 5m, 2h or 1d")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
 def parse_bound(value: str | None) -> str | datetime | None:
     """A range bound: a stream entry id (`<ms>-<seq>`) or a time (see `parse_time`)."""
     if value is None:

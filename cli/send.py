@@ -1,4 +1,4 @@
-"""`rmq send` (mqadmin sendMessage). Delayed sends (`--delay`) come with the library's support."""
+"""`rmq send` (mqadmin sendMessage), also delayed (`--delay 30s`, `--delay-level 3`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from .options import EXIT_USAGE, JsonOption, TopicArg, parse_properties
+from .options import EXIT_USAGE, JsonOption, TopicArg, parse_duration, parse_properties
+from .output import jsonable
 from .runtime import fail, output, run_admin
 
 
@@ -62,24 +63,38 @@ def send(
             "--sharding-key", help="Messages with the same sharding key keep their order."
         ),
     ] = None,
+    delay: Annotated[
+        str | None,
+        typer.Option("--delay", help="Deliver later: 500ms, 30s, 5m, 2h, 1d (RocketMQ timer)."),
+    ] = None,
+    delay_level: Annotated[
+        int | None,
+        typer.Option("--delay-level", min=1, max=18, help="RocketMQ delay level 1..18."),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
-    """Send one message and print where it was stored."""
+    """Send one message and print where it was stored (or when it will be)."""
     payload = _body(body, body_type)
     props = parse_properties(properties)
+    seconds = parse_duration(delay) if delay is not None else None
     result = run_admin(
         ctx,
         lambda admin: admin.send(
-            topic, payload, tag=tag, keys=keys, properties=props, sharding_key=sharding_key
+            topic, payload, tag=tag, keys=keys, properties=props, sharding_key=sharding_key,
+            delay=seconds, delay_level=delay_level,
         ),
-    )
+    )  # fmt: skip
     out = output(ctx, json)
     if out.json:
         out.document(
             {
                 "status": result.status.value, "msg_id": result.msg_id, "topic": result.topic,
                 "queue_id": result.queue_id, "offset": result.offset,
+                "deliver_at": jsonable(result.deliver_at),
             }
         )  # fmt: skip
+    elif result.deliver_at is not None:
+        when = result.deliver_at.isoformat()
+        out.line(f"scheduled {result.msg_id} for {result.topic}[{result.queue_id}] at {when}")
     else:
         out.line(f"sent {result.msg_id} to {result.topic}[{result.queue_id}] at {result.offset}")

@@ -26,6 +26,7 @@ from . import browse
 from .browse import Bound, StoredMessage
 from .connection import broker_error
 from .context import Context
+from .dlq import DeadLetters
 from .errors import ConfigError, GroupNotFound, TopicNotFound
 from .keys import QueueKeys
 from .message import Message, SendResult
@@ -460,6 +461,8 @@ class Admin:
         keys: Sequence[str] | None = None,
         properties: dict[str, str] | None = None,
         sharding_key: str | None = None,
+        delay: float | None = None,
+        delay_level: int | None = None,
     ) -> SendResult:
         """Send one message (mqadmin sendMessage) to a random queue, or by `sharding_key`.
 
@@ -469,8 +472,12 @@ class Admin:
         selector = None if sharding_key else _random_queue
         return await self._app.send(
             topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
-            selector=selector,
+            selector=selector, delay=delay, delay_level=delay_level,
         )  # fmt: skip
+
+    def dead_letters(self, topic: str, group: str) -> DeadLetters:
+        """A group's dead-letter queue on `topic` (`rmq dlq ...`)."""
+        return self._app.dead_letters(topic, group)
 
     async def consume(
         self,

@@ -199,7 +199,7 @@ class DeadLetters:
 
     async def find(self, msg_id: str) -> list[DeadLetter]:
         """The dead letters of one message (scans the DLQ; it is usually small)."""
-        return [letter for letter in await self._everything() if letter.msg_id == msg_id]
+        return [letter for letter in await self.everything() if letter.msg_id == msg_id]
 
     async def replay(
         self,
@@ -217,7 +217,7 @@ class DeadLetters:
         """
         if to not in ("group", "topic"):
             raise ConfigError("replay to 'group' or 'topic'")
-        chosen = list(letters) if letters is not None else await self._everything()
+        chosen = list(letters) if letters is not None else await self.everything()
         if dry_run:
             return [letter for letter in chosen if not letter.lost]
         conn = self.ctx.conn
@@ -257,7 +257,8 @@ class DeadLetters:
             removed += int(await call(commands, "XDEL", self._dlq(queue_id), *ids))
         return removed
 
-    async def _everything(self) -> list[DeadLetter]:
+    async def everything(self) -> list[DeadLetter]:
+        """Every dead letter of the group on the topic (queue by queue, oldest first)."""
         out: list[DeadLetter] = []
         for queue_id in await self._queue_ids():
             out.extend([letter async for letter in self._scan(queue_id)])

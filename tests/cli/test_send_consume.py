@@ -21,7 +21,7 @@ def test_send_variants(cli: Invoke) -> None:
             "region=eu", "-p", "tier=gold", "--sharding-key", "user-1", "--json",
         )
     )  # fmt: skip
-    assert set(doc) == {"status", "msg_id", "topic", "queue_id", "offset"}
+    assert set(doc) == {"status", "msg_id", "topic", "queue_id", "offset", "deliver_at"}
     assert doc["status"] == "SEND_OK"
     shown = as_json(cli("message", "show", "orders", doc["msg_id"], "--json"))
     assert (shown["tag"], shown["keys"], shown["properties"]) == (

@@ -1,0 +1,204 @@
+"""`rmq dlq count|list|show|replay|purge`: a consumer group's dead-letter queue.
+
+A dead letter is named `<queue>/<dead-letter id>` (as `list` prints it) or by its message's msg_id.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import typer
+
+from rmq.dlq import DeadLetter, DeadLetters
+
+from .options import EXIT_USAGE, GroupArg, JsonOption, TopicArg, YesOption
+from .output import jsonable, message_doc, short
+from .runtime import confirm, fail, output, run_admin
+
+app = typer.Typer(help="Dead-letter queues: list, show, replay, purge.", no_args_is_help=True)
+
+EntriesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Dead letters as <queue>/<id> (from `dlq list`) or msg_ids.", show_default=False
+    ),
+]
+AllOption = Annotated[bool, typer.Option("--all", help="Every dead letter of the group.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Only print what would be done.", show_default=False)
+]
+
+
+def letter_doc(letter: DeadLetter) -> dict[str, Any]:
+    """The JSON of one dead letter (stable keys)."""
+    return {
+        "topic": letter.topic,
+        "group": letter.group,
+        "queue_id": letter.queue_id,
+        "id": letter.id,
+        "msg_id": letter.msg_id,
+        "reason": letter.reason,
+        "error": letter.error,
+        "attempts": letter.attempts,
+        "first_failure_at": jsonable(letter.first_failure_at),
+        "last_failure_at": jsonable(letter.last_failure_at),
+        "offset": letter.offset,
+        "lost": letter.lost,
+        "message": None if letter.message is None else message_doc(letter.message),
+        "fields": {k.decode(errors="replace"): jsonable(v) for k, v in letter.fields.items()},
+    }
+
+
+async def _select(dlq: DeadLetters, names: list[str] | None, every: bool) -> list[DeadLetter]:
+    if every == bool(names):
+        raise typer.BadParameter("name dead letters, or pass --all (not both)")
+    if every:
+        return await dlq.everything()
+    found: list[DeadLetter] = []
+    for name in names or []:
+        queue, slash, dead_id = name.partition("/")
+        if slash and queue.isdigit():
+            letter = await dlq.get(int(queue), dead_id)
+            if letter is None:
+                raise typer.BadParameter(f"no dead letter {name}")
+            found.append(letter)
+        else:
+            letters = await dlq.find(name)
+            if not letters:
+                raise typer.BadParameter(f"no dead letter with msg_id {name}")
+            found.extend(letters)
+    return found
+
+
+@app.command("count")
+def count(ctx: typer.Context, topic: TopicArg, group: GroupArg, json: JsonOption = False) -> None:
+    """How many dead letters the group has, per queue."""
+    counts = run_admin(ctx, lambda admin: admin.dead_letters(topic, group).counts())
+    out = output(ctx, json)
+    if out.json:
+        out.document({"topic": topic, "group": group, "total": sum(counts.values()),
+                      "queues": {str(q): n for q, n in counts.items()}})  # fmt: skip
+    else:
+        out.line(f"{topic}/{group}: {sum(counts.values())} dead letters")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    topic: TopicArg,
+    group: GroupArg,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 50,
+    queue: Annotated[int | None, typer.Option("--queue", min=0, help="Only this queue.")] = None,
+    json: JsonOption = False,
+) -> None:
+    """The oldest dead letters first, with reason, attempts and error."""
+    letters = run_admin(
+        ctx, lambda admin: admin.dead_letters(topic, group).entries(limit, queue_id=queue)
+    )
+    out = output(ctx, json)
+    if out.json:
+        out.document(
+            {"topic": topic, "group": group, "dead_letters": [letter_doc(x) for x in letters]}
+        )
+        return
+    out.table(
+        f"{topic}/{group}: {len(letters)} dead letter(s)",
+        ["ENTRY", "MSG ID", "REASON", "ATTEMPTS", "LAST FAILURE", "ERROR", "BODY"],
+        [
+            (f"{x.queue_id}/{x.id}", x.msg_id, x.reason, x.attempts,
+             jsonable(x.last_failure_at), short(x.error, 40),
+             short(x.message.body, 30) if x.message else "<undecodable>")
+            for x in letters
+        ],
+    )  # fmt: skip
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context, topic: TopicArg, group: GroupArg, entry: Annotated[str, typer.Argument(
+        help="<queue>/<id> or a msg_id.", show_default=False)], json: JsonOption = False,
+) -> None:  # fmt: skip
+    """One dead letter in full: metadata, original fields and the decoded message."""
+
+    async def find(admin: Any) -> list[DeadLetter]:
+        return await _select(admin.dead_letters(topic, group), [entry], False)
+
+    letters = run_admin(ctx, find)
+    out = output(ctx, json)
+    if out.json:
+        out.document({"dead_letters": [letter_doc(x) for x in letters]})
+        return
+    for x in letters:
+        doc = letter_doc(x)
+        for key in ("queue_id", "id", "msg_id", "reason", "error", "attempts", "first_failure_at",
+                    "last_failure_at", "offset", "lost"):  # fmt: skip
+            out.line(f"{key}: {doc[key]}")
+        out.line(f"body: {short(x.message.body, 2000) if x.message else '<undecodable>'}")
+        out.line(f"fields: {doc['fields']}")
+
+
+@app.command("replay")
+def replay(
+    ctx: typer.Context,
+    topic: TopicArg,
+    group: GroupArg,
+    entries: EntriesArg = None,
+    every: AllOption = False,
+    to: Annotated[
+        str, typer.Option("--to", help="group: only this group, fresh retries; topic: every group.")
+    ] = "group",
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Put dead letters back for consumption (one atomic move each)."""
+    if to not in ("group", "topic"):
+        fail("--to is group or topic", EXIT_USAGE)
+    target: Literal["group", "topic"] = "group" if to == "group" else "topic"
+
+    async def run(admin: Any) -> list[DeadLetter]:
+        dlq = admin.dead_letters(topic, group)
+        chosen = await _select(dlq, entries, every)
+        if not dry_run and chosen:
+            confirm(f"replay {len(chosen)} dead letter(s) of {topic}/{group} to the {to}?", yes)
+        result: list[DeadLetter] = await dlq.replay(chosen, to=target, dry_run=dry_run)
+        return result
+
+    done = run_admin(ctx, run)
+    out = output(ctx, json)
+    verb = "would replay" if dry_run else "replayed"
+    if out.json:
+        out.document({"dry_run": dry_run, "to": to, "replayed": [letter_doc(x) for x in done]})
+    else:
+        out.line(f"{verb} {len(done)} dead letter(s) of {topic}/{group} to the {to}")
+
+
+@app.command("purge")
+def purge(
+    ctx: typer.Context,
+    topic: TopicArg,
+    group: GroupArg,
+    entries: EntriesArg = None,
+    every: AllOption = False,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Delete dead letters for good."""
+
+    async def run(admin: Any) -> int:
+        dlq = admin.dead_letters(topic, group)
+        chosen = await _select(dlq, entries, every)
+        if dry_run or not chosen:
+            return len(chosen)
+        confirm(f"delete {len(chosen)} dead letter(s) of {topic}/{group} for good?", yes)
+        return int(await dlq.purge(chosen))
+
+    count_ = run_admin(ctx, run)
+    out = output(ctx, json)
+    if out.json:
+        out.document({"dry_run": dry_run, "purged": count_})
+    else:
+        out.line(
+            f"{'would purge' if dry_run else 'purged'} {count_} dead letter(s) of {topic}/{group}"
+        )
