@@ -28,6 +28,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from .. import metrics
 from ..connection import Backoff, is_transient
 from ..context import Context
 from ..dlq import DeadLetterInfo, describe_error
@@ -56,6 +57,7 @@ class BroadcastConsumer:
         self.topic = spec.topic
         self.group = spec.group
         self.stats = ConsumerStats()
+        self.meter = metrics.ConsumerMeter(self.topic, self.group)
         self.instance_id: str | None = spec.instance_id or ctx.settings.instance_id
         self.concurrency = spec.concurrency or ctx.settings.concurrency
         self.fetch_batch = spec.fetch_batch or ctx.settings.fetch_batch
@@ -256,6 +258,7 @@ class BroadcastConsumer:
         selector = self.spec.filter
         if not selector.match_all and not selector.matches(msg.tag, msg.properties):
             self.stats.filtered += 1
+            metrics.filtered(self.topic, self.group)
             return
         self.stats.received += 1
         for attempt in range(self.spec.broadcast_retries + 1):
@@ -264,6 +267,7 @@ class BroadcastConsumer:
                 await self._call(msg)
             except Skip:
                 self.stats.skipped += 1
+                self._meter(metrics.ConsumeResult.SKIP)
                 return
             except Exception as exc:
                 self.stats.failed += 1
@@ -279,7 +283,12 @@ class BroadcastConsumer:
                 await self._record_dead(stream, queue_id, entry, info)
                 return
             self.stats.handled += 1
+            self._meter(metrics.ConsumeResult.ACK)
             return
+
+    def _meter(self, result: metrics.ConsumeResult) -> None:
+        self.meter.finished(result)
+        self.meter.flush()
 
     async def _call(self, msg: Message) -> None:
         handler = self.spec.handler
@@ -309,6 +318,8 @@ class BroadcastConsumer:
             lambda: call(self.ctx.conn.commands, "XADD", dlq, "*", *flat), what="dead-lettering"
         )
         self.stats.dead_lettered += 1
+        metrics.dead_lettered(self.topic, self.group, info.reason)
+        self._meter(metrics.ConsumeResult.DEAD_LETTER)
         log.warning(
             "%s: recorded %s@%s in the DLQ: %s", self.spec.name, stream, offset, info.reason
         )

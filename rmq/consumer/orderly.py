@@ -27,6 +27,7 @@ from functools import partial
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .. import metrics
 from ..connection import Backoff, is_nogroup, is_transient
 from ..context import Context
 from ..dlq import DeadLetterInfo, describe_error
@@ -95,6 +96,7 @@ class OrderlyConsumer:
         self.group = spec.group
         self.stats = ConsumerStats()
         self.membership = Membership(ctx, self.topic, self.group, name)
+        self.meter = metrics.ConsumerMeter(self.topic, self.group)
         self.owned: dict[int, _Owned] = {}
         self.fetch_batch = spec.fetch_batch or ctx.settings.fetch_batch
         self._allocate = spec.allocate or allocate_averagely
@@ -285,6 +287,7 @@ class OrderlyConsumer:
             cursor = reply[0].decode()
             if reply[1]:
                 self.stats.reclaimed += len(reply[1])
+                metrics.reclaimed(self.topic, self.group, len(reply[1]))
             if cursor == "0-0":
                 break
         owned.phase = "drain"
@@ -309,6 +312,7 @@ class OrderlyConsumer:
                 msg.tag, msg.properties
             ):
                 self.stats.filtered += 1
+                metrics.filtered(self.topic, self.group)
                 owned.acks.append(offset)
                 continue
             owned.buffer.append(msg)
@@ -374,8 +378,10 @@ class OrderlyConsumer:
                 await self._call(item)
             except Skip:
                 self.stats.skipped += 1
+                self._meter(metrics.ConsumeResult.SKIP)
             except Reject as signal:
                 self.stats.failed += 1
+                self._meter(metrics.ConsumeResult.REJECT)
                 info = self._info(item, f"rejected: {signal.reason}", None)
                 return await self._dead_letter(owned, item.offset, info)
             except Exception as exc:
@@ -395,14 +401,21 @@ class OrderlyConsumer:
                     item._first_failure_ms = int(time.time() * 1000)
                 item.reconsume_times += 1
                 self.stats.retried += 1
+                metrics.retried(self.topic, self.group)
+                self._meter(metrics.ConsumeResult.RETRY)
                 await anyio.sleep(pause)
                 if owned.revoked or not owned.valid:
                     return False  # stays pending: the next owner handles it, in order
                 continue
             else:
                 self.stats.handled += 1
+                self._meter(metrics.ConsumeResult.ACK)
             owned.acks.append(item.offset)
             return True
+
+    def _meter(self, result: metrics.ConsumeResult) -> None:
+        self.meter.finished(result)
+        self.meter.flush()
 
     async def _call(self, msg: Message) -> None:
         handler = self.spec.handler
@@ -467,6 +480,8 @@ class OrderlyConsumer:
             return False
         if result:
             self.stats.dead_lettered += 1
+            label = "rejected" if info.reason.startswith("rejected") else info.reason
+            metrics.dead_lettered(self.topic, self.group, label)
             log.warning("%s: dead-lettered %s@%s: %s", self.spec.name, owned.stream, offset,
                         info.reason)  # fmt: skip
         return True
