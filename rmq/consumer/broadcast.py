@@ -68,9 +68,15 @@ class BroadcastConsumer:
         self._stored: dict[str, str] = {}  # stream -> offset as last read from / written to Redis
         self._queues: dict[str, int] = {}
         self._stop = anyio.Event()
+        self._read_scope = anyio.CancelScope()
+        self._consume_scope = anyio.CancelScope()
 
     def stop(self) -> None:
+        """Stop reading; the batch being handled finishes (within `shutdown_grace`) and its
+        offsets are saved."""
         self._stop.set()
+        self._read_scope.cancel()
+        self._consume_scope.deadline = anyio.current_time() + self.ctx.settings.shutdown_grace
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         if self._claimed:
@@ -81,10 +87,10 @@ class BroadcastConsumer:
             async with anyio.create_task_group() as tg:
                 if self._claimed:
                     tg.start_soon(self._renew_slot_loop)
-                tg.start_soon(self._consume_loop, wire)
                 task_status.started()
                 log.info("%s: broadcasting instance %s", self.spec.name, self.instance_id)
-                await self._stop.wait()
+                with self._consume_scope:
+                    await self._consume_loop(wire)  # returns after stop(), its batch saved
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -136,7 +142,7 @@ class BroadcastConsumer:
                     "%s: instance id %s was taken over; stopping", self.spec.name, self.instance_id
                 )
                 self._slot_valid_until = 0
-                self._stop.set()
+                self.stop()
                 return
 
     async def _release_slot(self) -> None:
@@ -207,18 +213,21 @@ class BroadcastConsumer:
         settings = self.ctx.settings
         backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         block = int(settings.block_seconds * 1000)
-        while True:
+        while not self._stop.is_set():
             if time.monotonic() > self._slot_valid_until:
                 log.warning("%s: instance slot lease lapsed; stopping", self.spec.name)
                 self._stop.set()
                 return
             streams = list(self._offsets)
+            reply = None
             try:
-                reply = await wire.call(
-                    "XREAD", "COUNT", self.fetch_batch, "BLOCK", block, "STREAMS", *streams,
-                    *[self._offsets[s] for s in streams],
-                    seconds=settings.block_seconds + settings.socket_timeout,
-                )  # fmt: skip
+                with self._read_scope:  # stop() cancels only a read, never a batch being handled
+                    reply = await wire.call(
+                        "XREAD", "COUNT", self.fetch_batch, "BLOCK", block, "STREAMS", *streams,
+                        *[self._offsets[s] for s in streams],
+                        seconds=settings.block_seconds + settings.socket_timeout,
+                    )  # fmt: skip
+                self._read_scope = anyio.CancelScope()
             except Exception as exc:
                 delay = backoff.next_delay()
                 level = logging.WARNING if is_transient(exc) else logging.ERROR

@@ -361,6 +361,8 @@ class OrderlyConsumer:
                 if not settled:
                     return
                 owned.buffer.popleft()
+                if not owned.buffer:
+                    self._changed.set()  # the fetcher may be waiting for a queue to need more
                 if len(owned.acks) >= _ACK_BATCH and not await self._flush_acks(owned):
                     return
         finally:
