@@ -19,6 +19,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.quick:
         args.duration, args.retry_count = 5.0, 2000
+    runner: Callable[..., Any]
     try:
         import uvloop
 

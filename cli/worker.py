@@ -110,8 +110,8 @@ def run(
         fail(str(exc), EXIT_USAGE)
     rmq_app = load_app(target)
     _apply_options(ctx, rmq_app, concurrency)
-    if not rmq_app.consumers:
-        fail(f"{target} registers no consumers", EXIT_USAGE)
+    if not rmq_app.consumers and not rmq_app.transaction_checkers:
+        fail(f"{target} registers no consumers and no transaction checkers", EXIT_USAGE)
     options = RunOptions(
         app_id=app_id(target), processes=processes, metrics_port=metrics_port,
         health_port=health_port, bind=bind, supervised=supervised,

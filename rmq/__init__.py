@@ -39,11 +39,15 @@ from .errors import (
     SerializationError,
     Skip,
     TopicNotFound,
+    TransactionError,
+    TransactionNotFound,
+    TransactionStateError,
 )
 from .message import Message, SendResult, SendStatus
 from .producer import Producer
 from .retry import Exponential, Fixed, RetryPolicy, Schedule
 from .settings import Settings
+from .transaction import Transaction, TransactionSendResult, TransactionState
 
 __all__ = [
     "App",
@@ -80,5 +84,11 @@ __all__ = [
     "Settings",
     "Skip",
     "TopicNotFound",
+    "Transaction",
+    "TransactionError",
+    "TransactionNotFound",
+    "TransactionSendResult",
+    "TransactionState",
+    "TransactionStateError",
     "__version__",
 ]

@@ -31,17 +31,20 @@ from .consumer.spec import (
 )
 from .context import Context
 from .dlq import DeadLetters
-from .errors import ConsumerError, ProducerClosed
+from .errors import ConfigError, ConsumerError, ProducerClosed
 from .message import Message, SendResult
-from .names import validate_topic
+from .names import validate_group, validate_topic
 from .producer import ErrorCallback, Producer, QueueSelector, SendCallback
 from .retry import RetryPolicy
 from .settings import Settings
+from .transaction.checkback import CheckBack
+from .transaction.types import TransactionChecker
 
 __all__ = ["App"]
 
 log = logging.getLogger("rmq.app")
 H = TypeVar("H", bound=Handler)
+C = TypeVar("C", bound=TransactionChecker)
 
 
 class App:
@@ -68,6 +71,8 @@ class App:
         self._ctx: Context | None = None
         self._depth = 0
         self._producers: list[Producer] = []
+        self._checkers: dict[str, TransactionChecker] = {}
+        self._checkbacks: list[asyncio.Task[None]] = []
         self._default_producer = self.producer()
         self._consumers: list[ConsumerRuntime] = []
         self._stop_requested: anyio.Event | None = None
@@ -157,6 +162,30 @@ class App:
         """The registered push consumers."""
         return list(self._specs)
 
+    def transaction_checker(self, *, group: str) -> Callable[[C], C]:
+        """Register the decorated function as the check-back of producer group `group`.
+
+        `app.run()` (`rmq worker run`) then answers the group's check-backs, even when the
+        process that sent a half message is gone: `check(msg) -> rmq.TransactionState` (sync or
+        async; None counts as UNKNOWN) decides whether the message is committed or rolled back.
+        """
+        validate_group(group)
+
+        def register(checker: C) -> C:
+            if not callable(checker):
+                raise ConfigError(f"a transaction checker must be callable, got {checker!r}")
+            if group in self._checkers:
+                raise ConfigError(f"producer group {group!r} already has a transaction checker")
+            self._checkers[group] = checker
+            return checker
+
+        return register
+
+    @property
+    def transaction_checkers(self) -> dict[str, TransactionChecker]:
+        """The registered transaction checkers, by producer group."""
+        return dict(self._checkers)
+
     # ------------------------------------------------------------------ lifecycle
 
     @property
@@ -173,6 +202,8 @@ class App:
                 await ctx.conn.open()
                 self._ctx = ctx
                 await self.declare()
+                for producer in self._producers:
+                    self._start_checkback(producer)
             except BaseException:
                 self._ctx = None
                 await ctx.conn.close()
@@ -195,6 +226,7 @@ class App:
             self._ctx = None
             if ctx is not None:
                 with anyio.CancelScope(shield=True):
+                    await self._stop_checkbacks()
                     await ctx.conn.close()
 
     async def declare(self) -> None:
@@ -210,11 +242,36 @@ class App:
 
     # ------------------------------------------------------------------ producing
 
-    def producer(self, group: str | None = None) -> Producer:
-        """A producer sharing this app's connection (`group` names it, for transactions)."""
-        producer = Producer(lambda: self.context, group)
+    def producer(
+        self, group: str | None = None, checker: TransactionChecker | None = None
+    ) -> Producer:
+        """A producer sharing this app's connection (`group` names it, for transactions).
+
+        With `checker` (`check(msg) -> rmq.TransactionState`), this process answers the group's
+        check-backs while the app is open (from `async with app` on, or at once if it is open).
+        """
+        producer = Producer(lambda: self.context, group, checker)
         self._producers.append(producer)
+        if self._ctx is not None:
+            self._start_checkback(producer)
         return producer
+
+    def _start_checkback(self, producer: Producer) -> None:
+        """Answer `producer`'s check-backs in the background while the app is open."""
+        if producer.checker is None or producer.group is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in the app's event loop: it starts when the app is entered
+            return
+        checkback = CheckBack(self.context, producer.group, producer.checker)
+        self._checkbacks.append(loop.create_task(checkback.run()))
+
+    async def _stop_checkbacks(self) -> None:
+        tasks, self._checkbacks = self._checkbacks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def send(
         self,
@@ -353,9 +410,10 @@ class App:
 
         A second SIGINT (or SIGTERM) stops at once: unfinished messages stay pending for others.
         """
-        if not self._specs:
+        if not self._specs and not self._checkers:
             raise ConsumerError(
-                "no consumers registered: decorate a handler with @app.consumer(...)"
+                "no consumers registered: decorate a handler with @app.consumer(...) "
+                "(or a transaction checker with @app.transaction_checker(...))"
             )
         self._stop_requested = anyio.Event()
         async with self:
@@ -380,16 +438,22 @@ class App:
             retries = spec.mode == "concurrently" and spec.model == "clustering"
             groups_by_topic.setdefault(spec.topic, []).extend([spec.group] if retries else [])
         self._promoters = [Promoter(ctx, t, groups) for t, groups in groups_by_topic.items()]
+        checkbacks = [CheckBack(ctx, group, fn) for group, fn in self._checkers.items()]
         async with anyio.create_task_group() as promoters:
             for promoter in self._promoters:
                 await promoters.start(promoter.run)
+            for checkback in checkbacks:
+                await promoters.start(checkback.run)
             async with anyio.create_task_group() as tg:
                 for consumer in self._consumers:
                     await tg.start(consumer.run)
                 log.info(
                     "worker %s consuming %s from %s",
-                    self.name, ", ".join(s.name for s in self._specs), ctx.conn.url,
+                    self.name, ", ".join(s.name for s in self._specs) or "nothing", ctx.conn.url,
                 )  # fmt: skip
+                if checkbacks:
+                    log.info("worker %s checking the transactions of producer group(s) %s",
+                             self.name, ", ".join(c.group for c in checkbacks))  # fmt: skip
                 task_status.started()
                 await self._stop_requested.wait()
                 log.info(

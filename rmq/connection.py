@@ -16,19 +16,26 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
     AuthorizationError,
+    ClusterDownError,
+    MovedError,
     ReadOnlyError,
     RedisError,
     ResponseError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import BrokerError, BrokerUnavailable, RMQError
+from .router import Node, Router, WireSet
 from .scripts import Scripts
 from .settings import Settings, redact_url
 from .wire import Wire
@@ -47,6 +54,8 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | ReadOnlyError | OSError):
         return True
+    if isinstance(exc, MovedError | AskError | TryAgainError | ClusterDownError):
+        return True  # cluster resharding or failover: refresh the slot map and go again
     if isinstance(exc, ResponseError):
         return str(exc).startswith(_TRANSIENT_PREFIXES)
     return False
@@ -90,9 +99,11 @@ class Backoff:
         self.attempt = 0
 
 
-def _pool(settings: Settings, socket_timeout: float | None, name: str) -> BlockingConnectionPool:
+def _pool(
+    settings: Settings, socket_timeout: float | None, name: str, url: str | None = None
+) -> BlockingConnectionPool:
     return BlockingConnectionPool.from_url(
-        settings.redis_url,
+        url or settings.redis_url,
         max_connections=settings.max_connections,
         timeout=settings.socket_timeout,
         socket_timeout=socket_timeout,
@@ -105,39 +116,83 @@ def _pool(settings: Settings, socket_timeout: float | None, name: str) -> Blocki
 
 
 class RedisConnection:
-    """The Redis clients of one App, plus its scripts."""
+    """The Redis clients of one App, plus its scripts and (on Redis Cluster) its slot map.
+
+    - `commands`: for any command; on a cluster a `RedisCluster` client that routes by key.
+    - `readers`: long blocking reads and pub/sub on the seed node (cluster pub/sub reaches all).
+    - `wire_for(key)` / `wires()`: dedicated hot-loop connections to the node owning a key.
+    """
 
     def __init__(self, settings: Settings, client_name: str = "rmq") -> None:
         self.settings = settings
         self.url = redact_url(settings.redis_url)
-        self.commands = Redis(connection_pool=_pool(settings, settings.socket_timeout, client_name))
+        self._client_name = client_name
+        seed = Node(
+            "seed",
+            Redis(connection_pool=_pool(settings, settings.socket_timeout, client_name)),
+            _pool(settings, None, client_name),
+        )
+        self.router = Router(settings.redis_url, self._make_pool, seed)
+        self.commands: Redis | RedisCluster = seed.client
         self.readers = Redis(
             connection_pool=_pool(
                 settings, settings.block_seconds + settings.socket_timeout, client_name
             )
         )
         self.scripts = Scripts()
-        # Dedicated connections for hot loops; each Wire applies its own deadline per round trip.
-        self.wire_pool = _pool(settings, None, client_name)
+
+    @property
+    def cluster(self) -> bool:
+        return self.router.cluster
+
+    def _make_pool(self, url: str, kind: str) -> BlockingConnectionPool:
+        timeout = self.settings.socket_timeout if kind == "commands" else None
+        return _pool(self.settings, timeout, self._client_name, url)
 
     async def open(self) -> None:
-        """Wait until Redis answers (up to `startup_timeout`) and load the scripts."""
+        """Wait until Redis answers (up to `startup_timeout`), find out whether it is a cluster,
+        and load the scripts on every primary."""
 
         async def ready() -> None:
-            await self.commands.ping()
-            await self.scripts.load_all(self.commands)
+            await self.router.seed.client.ping()
+            await self.router.discover()
+            if self.router.cluster and not isinstance(self.commands, RedisCluster):
+                self.commands = _cluster_client(self.settings, self._client_name)
+            for node in self.router.nodes:
+                await self.scripts.load_all(node.client)
 
         await self.retry(ready, deadline=time.monotonic() + self.settings.startup_timeout)
 
     def wire(self) -> Wire:
-        """A dedicated connection for one loop (see `rmq.wire`)."""
-        return Wire(self.wire_pool, self.scripts)
+        """A dedicated connection to the (seed) server, for one loop (see `rmq.wire`)."""
+        return Wire(self.router.seed.wire_pool, self.scripts)
+
+    def wire_for(self, key: str | bytes | None) -> Wire:
+        """A dedicated connection to the node that owns `key`, for a loop bound to its queue."""
+        return Wire(self.router.node_for(key).wire_pool, self.scripts)
+
+    def wires(self) -> WireSet:
+        """Dedicated connections that route each command to the node owning its key."""
+        return WireSet(self.router, self.scripts)
+
+    def read_units(self, streams: list[str]) -> list[list[str]]:
+        """Streams that one XREAD/XREADGROUP may name together: all of them on one server, one
+        hash slot's worth (a queue and its retry stream) on a cluster."""
+        if not self.router.cluster:
+            return [streams] if streams else []
+        units: dict[int, list[str]] = {}
+        for stream in streams:
+            units.setdefault(key_slot(stream.encode()), []).append(stream)
+        return list(units.values())
 
     async def close(self) -> None:
-        for client in (self.commands, self.readers):
+        if isinstance(self.commands, RedisCluster):
+            await self.commands.aclose()
+        for client in (self.router.seed.client, self.readers):
             await client.aclose()
             await client.connection_pool.disconnect()
-        await self.wire_pool.disconnect()
+        await self.router.seed.wire_pool.disconnect()
+        await self.router.close()
 
     async def retry(
         self,
@@ -168,3 +223,16 @@ class RedisConnection:
                     ) from exc
                 log.debug("transient error from %s, retrying in %.2fs: %r", self.url, delay, exc)
                 await asyncio.sleep(delay)
+
+
+def _cluster_client(settings: Settings, name: str) -> RedisCluster:
+    """A cluster client for everyday commands (it follows MOVED/ASK by itself)."""
+    return RedisCluster.from_url(
+        settings.redis_url,
+        protocol=2,
+        socket_timeout=settings.socket_timeout,
+        socket_connect_timeout=settings.connect_timeout,
+        max_connections=settings.max_connections,
+        client_name=name,
+        require_full_coverage=False,
+    )

@@ -19,7 +19,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["EmbeddedServer", "find_server_binary", "free_port", "valkey_binary"]
+__all__ = ["EmbeddedCluster", "EmbeddedServer", "find_server_binary", "free_port", "valkey_binary"]
 
 
 def valkey_binary() -> str | None:
@@ -167,3 +167,96 @@ class EmbeddedServer:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.cleanup()
+
+
+class EmbeddedCluster:
+    """A Redis Cluster of `masters` primaries (no replicas) on free loopback ports, for tests.
+
+    The slots are split evenly; `url` names one node (cluster clients discover the rest).
+    """
+
+    def __init__(self, masters: int = 3, binary: str | None = None) -> None:
+        self.servers: list[EmbeddedServer] = []
+        cluster_args = (
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", "2000",
+        )  # fmt: skip
+        for _ in range(masters):
+            port = _free_cluster_port()
+            self.servers.append(EmbeddedServer(binary, port=port, extra_args=cluster_args))
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+    def start(self, timeout: float = 30.0) -> EmbeddedCluster:
+        for server in self.servers:
+            server.start()
+        first = self.servers[0].port
+        per = 16384 // len(self.servers)
+        for i, server in enumerate(self.servers):
+            end = 16383 if i == len(self.servers) - 1 else (i + 1) * per - 1
+            _command(server.port, "CLUSTER", "ADDSLOTSRANGE", str(i * per), str(end))
+            if server.port != first:
+                _command(server.port, "CLUSTER", "MEET", "127.0.0.1", str(first))
+        deadline = time.monotonic() + timeout
+        while not all(
+            "cluster_state:ok" in _command(s.port, "CLUSTER", "INFO") for s in self.servers
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+        return self
+
+    def cleanup(self) -> None:
+        for server in self.servers:
+            server.cleanup()
+
+    def __enter__(self) -> EmbeddedCluster:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cleanup()
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def _command(port: int, *args: str) -> str:
+    """One command over a raw socket (RESP), returning the reply as text."""
+    payload = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(payload.encode())
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            data += chunk
+            if not chunk or _complete(data):
+                break
+    text = data.decode(errors="replace")
+    if text.startswith("-"):
+        raise RuntimeError(f"{' '.join(args)} failed: {text.strip()}")
+    return text
+
+
+def _complete(data: bytes) -> bool:
+    if data[:1] in (b"+", b"-", b":"):
+        return data.endswith(b"\r\n")
+    if data[:1] == b"$":
+        head, _, rest = data.partition(b"\r\n")
+        size = int(head[1:])
+        return size < 0 or len(rest) >= size + 2
+    return True

@@ -16,6 +16,9 @@ RMQError
 ├── PublishError                     a send failed
 │   ├── MessageTooLarge              encoded body above the size limit, nothing written
 │   └── ProducerClosed               the app or producer is closed
+├── TransactionError                 a transactional (half) message cannot be resolved as asked
+│   ├── TransactionNotFound          no such half message (never prepared, or resolved long ago)
+│   └── TransactionStateError        resolved the other way already (commit after rollback, ...)
 ├── ConsumerError                    consumer misconfiguration or lifecycle error
 └── HandlerSignal                    raised by handlers to steer the outcome (not logged as errors)
     ├── Retry(delay=None)            consume again later (after `delay`, else the retry policy)
@@ -52,6 +55,9 @@ __all__ = [
     "SerializationError",
     "Skip",
     "TopicNotFound",
+    "TransactionError",
+    "TransactionNotFound",
+    "TransactionStateError",
 ]
 
 
@@ -130,6 +136,20 @@ class MessageTooLarge(PublishError, ValueError):
 
 class ProducerClosed(PublishError):
     """The producer (or its app) is closed."""
+
+
+class TransactionError(RMQError):
+    """A transactional (half) message cannot be committed or rolled back as asked."""
+
+
+class TransactionNotFound(TransactionError):
+    """No half message with this id: never prepared on that queue, or resolved so long ago
+    that its outcome is forgotten (see `dedup_window`)."""
+
+
+class TransactionStateError(TransactionError):
+    """The half message was resolved the other way already: a commit after a rollback (by the
+    producer, a check-back or `transaction_max_checks`), or a rollback after a commit."""
 
 
 class ConsumerError(RMQError):

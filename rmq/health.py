@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-from redis.asyncio import Redis
 
 from .context import Context
 from .keys import NamespaceKeys
+from .streams import Client
 
 __all__ = ["STALE_INTERVALS", "Heartbeat", "alive_members", "heartbeat_key", "member_name"]
 
@@ -80,7 +80,7 @@ class Heartbeat:
 
 
 async def alive_members(
-    client: Redis, key: str, interval: float, *, host: str | None = None
+    client: Client, key: str, interval: float, *, host: str | None = None
 ) -> list[str]:
     """Members of `key` that beat within `STALE_INTERVALS` intervals (on `host`, when given)."""
     since = int(time.time() * 1000) - int(STALE_INTERVALS * interval * 1000)

@@ -11,6 +11,10 @@ of two queues.
 <ns>:{<topic>:<q>}:dd:<session>      string  a producer session's last chunk on this queue (expires)
 <ns>:{<topic>:<q>}:half             zset    transactional half messages: msg_id -> next check ms
 <ns>:{<topic>:<q>}:half:p           hash    half messages: msg_id -> packed fields and state
+<ns>:{<topic>:<q>}:half:g:<group>   zset    one producer group's half messages: msg_id -> next check
+<ns>:{<topic>:<q>}:half:d           hash    resolved half messages: msg_id -> outcome (kept a while)
+<ns>:{<topic>:<q>}:half:dx          zset    resolved half messages: msg_id -> ms to forget them
+<ns>:{<topic>:<q>}:half:x:<group>   stream  a producer group's discarded transactions (audit)
 <ns>:{<topic>:<q>}:delay            zset    delayed messages: msg_id -> due ms
 <ns>:{<topic>:<q>}:delay:p          hash    delayed messages: msg_id -> packed fields
 <ns>:{<topic>:<q>}:retry:<group>     zset    retries waiting for their backoff: msg_id -> due ms
@@ -23,6 +27,7 @@ of two queues.
 <ns>:members:<topic>:<group>         zset    live members of an orderly group: id -> heartbeat ms
 <ns>:bslot:<group>:<instance>        string  heartbeat lease of a broadcasting instance id
 <ns>:heartbeats:<module:app>         zset    worker processes: <host>:<pid> -> heartbeat ms
+<ns>:ptopics:<group>                 set     topics a producer group sent transactional messages to
 <ns>:wake:<topic>                    channel published when a delayed message or retry is due
                                              sooner than everything scheduled before it
 ```
@@ -59,6 +64,10 @@ class NamespaceKeys:
     def heartbeats(self, app_id: str) -> str:
         """Worker processes of one app (`module:attr`): `<host>:<pid>` -> heartbeat ms."""
         return f"{self.ns}:heartbeats:{app_id}"
+
+    def producer_topics(self, group: str) -> str:
+        """Topics that producer group `group` sent transactional messages to (check-back scans)."""
+        return f"{self.ns}:ptopics:{group}"
 
     def wake(self, topic: str) -> str:
         """Pub/sub channel that wakes the topic's promoters early."""
@@ -101,6 +110,24 @@ class QueueKeys:
     @property
     def half_payload(self) -> str:
         return f"{self.prefix}:half:p"
+
+    def half_group(self, group: str) -> str:
+        """One producer group's half messages here, by next check time (what its checkers claim)."""
+        return f"{self.prefix}:half:g:{group}"
+
+    @property
+    def half_done(self) -> str:
+        """Outcomes of resolved half messages ("c <entry id> <due>" or "r"), kept a while."""
+        return f"{self.prefix}:half:d"
+
+    @property
+    def half_done_expiry(self) -> str:
+        """When each outcome in `half_done` is forgotten (epoch ms)."""
+        return f"{self.prefix}:half:dx"
+
+    def half_discarded(self, group: str) -> str:
+        """A producer group's half messages rolled back after `transaction_max_checks` checks."""
+        return f"{self.prefix}:half:x:{group}"
 
     @property
     def delay(self) -> str:

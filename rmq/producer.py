@@ -9,6 +9,9 @@ twice: each producer has a session id, sends at most one chunk per queue per rou
 a chunk before sending anything else; the `send` script keeps the session's last chunk per queue
 (first msg_id and entry id, for `dedup_window`) and answers a retry of a chunk that did land with
 the entry ids it already has.
+
+Transactional sends (`send_in_transaction`, `transaction()`) live in `rmq.transaction`; the
+producer only encodes their messages and chooses their queues, as for any send.
 """
 
 from __future__ import annotations
@@ -35,9 +38,17 @@ from .ids import new_msg_id
 from .message import Message, SendResult, SendStatus
 from .names import validate_group, validate_keys, validate_properties, validate_tag
 from .retry import delay_level_seconds, seconds
+from .router import WireSet
 from .scripts import raise_script_error
 from .topics import TopicInfo
-from .wire import Wire
+from .transaction.local import Transaction, send_in_transaction
+from .transaction.store import HalfStore
+from .transaction.types import (
+    HalfMessage,
+    LocalTransaction,
+    TransactionChecker,
+    TransactionSendResult,
+)
 
 __all__ = ["ErrorCallback", "Producer", "QueueSelector", "SendCallback"]
 
@@ -102,10 +113,22 @@ class _Outgoing:
 class Producer:
     """Sends messages; get one from `app.producer(group=...)` (`app.send` uses a default one)."""
 
-    def __init__(self, context: Callable[[], Context], group: str | None = None) -> None:
+    def __init__(
+        self,
+        context: Callable[[], Context],
+        group: str | None = None,
+        checker: TransactionChecker | None = None,
+    ) -> None:
         if group is not None:
             validate_group(group)
+        if checker is not None:
+            if group is None:
+                raise ConfigError("a transaction checker needs a producer group: group=...")
+            if not callable(checker):
+                raise ConfigError(f"checker must be callable, got {checker!r}")
         self.group = group
+        self.checker = checker
+        self._halves: HalfStore | None = None
         self._context = context
         self._round_robin: dict[str, int] = {}
         self._buffer: list[_Outgoing] = []
@@ -115,7 +138,7 @@ class Producer:
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._closed = False
-        self._wire: tuple[Context, Wire] | None = None
+        self._wire: tuple[Context, WireSet] | None = None
         self._session_pid = 0
         self._session_id = ""
 
@@ -259,6 +282,53 @@ class Producer:
             self._start_drainer()
         return await future
 
+    async def send_in_transaction(
+        self,
+        topic: str,
+        body: Any,
+        *,
+        execute: LocalTransaction,
+        arg: Any = None,
+        execute_timeout: float | None = None,
+        tag: str | None = None,
+        keys: Sequence[str] | None = None,
+        properties: dict[str, str] | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        delay: float | timedelta | None = None,
+        deliver_at: datetime | None = None,
+        delay_level: int | None = None,
+    ) -> TransactionSendResult:
+        """RocketMQ's sendMessageInTransaction: store a half message, run `execute(msg, arg)`
+        (your local transaction; sync or async), then commit or roll back as it returns.
+
+        COMMIT makes the message visible (a delay starts now); ROLLBACK discards it; UNKNOWN (or
+        None), an exception (re-raised) or running past `execute_timeout` seconds (default: half
+        of `transaction_check_immunity`) leave it for the check-back. The result carries the
+        msg_id, where the message went and `local_state`.
+        """
+        if not callable(execute):
+            raise ConfigError(f"execute must be callable, got {execute!r}")
+        store = self._half_store()
+        limit = execute_timeout
+        if limit is None:
+            limit = store.ctx.settings.transaction_check_immunity / 2
+        elif not (isinstance(limit, int | float) and limit > 0):
+            raise ConfigError(f"execute_timeout must be seconds > 0, got {execute_timeout!r}")
+        half = await self._half(
+            topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
+            selector=selector, delay=delay, deliver_at=deliver_at, delay_level=delay_level,
+        )  # fmt: skip
+        return await send_in_transaction(store, half, execute, arg, limit)
+
+    def transaction(self) -> Transaction:
+        """A transaction of one or more messages: `async with producer.transaction() as tx:`.
+
+        `await tx.send(...)` takes the options of `send`; leaving the block normally commits
+        every message, an exception rolls them all back. See `rmq.transaction.Transaction`.
+        """
+        return Transaction(self)
+
     async def flush(self) -> None:
         """Wait until every message sent so far (including one-way ones) is stored or has failed."""
         while self._outstanding or self._background:
@@ -282,6 +352,39 @@ class Producer:
         if self._closed:
             raise ProducerClosed("the producer is closed")
         return self._context()
+
+    def _half_store(self) -> HalfStore:
+        """The half messages of this producer's group, on the open app's connection."""
+        ctx = self._ctx()
+        if self.group is None:
+            raise ConfigError(
+                "transactional messages need a producer group: app.producer(group=...)"
+            )
+        if self._halves is None or self._halves.ctx is not ctx:
+            self._halves = HalfStore(ctx, self.group)
+        return self._halves
+
+    async def _half(
+        self,
+        topic: str,
+        body: Any,
+        *,
+        tag: str | None,
+        keys: Sequence[str] | None,
+        properties: dict[str, str] | None,
+        sharding_key: str | None,
+        selector: QueueSelector | None,
+        delay: float | timedelta | None,
+        deliver_at: datetime | None,
+        delay_level: int | None,
+    ) -> HalfMessage:
+        """Encode a transactional message and choose its queue, as `send` does."""
+        ctx = self._ctx()
+        args = self._encode(ctx, body, tag, keys, properties)
+        when = _when(ctx, delay, deliver_at, delay_level)
+        info = await ctx.topics.ensure(topic)
+        queue_id = self._select(info, (body, tag, keys, properties), sharding_key, selector)
+        return HalfMessage(topic, queue_id, args, when, body, tag, list(keys or []), properties)
 
     def _encode(
         self,
@@ -469,7 +572,7 @@ class Producer:
             raise
 
     async def _attempts(
-        self, ctx: Context, wire: Wire, backoff: Backoff, chunks: list[list[_Outgoing]]
+        self, ctx: Context, wire: WireSet, backoff: Backoff, chunks: list[list[_Outgoing]]
     ) -> None:
         """Round trips until every chunk is resolved or failed; `chunks` always holds the rest."""
         settings = ctx.settings
@@ -520,10 +623,10 @@ class Producer:
             await asyncio.sleep(delay)
             retrying = True
 
-    def _wire_for(self, ctx: Context) -> Wire:
+    def _wire_for(self, ctx: Context) -> WireSet:
         """The producer's own connection (one flush at a time uses it), per open context."""
         if self._wire is None or self._wire[0] is not ctx:
-            self._wire = (ctx, ctx.conn.wire())
+            self._wire = (ctx, ctx.conn.wires())
         return self._wire[1]
 
     # ------------------------------------------------------------------ outcomes

@@ -5,24 +5,27 @@ Each `.lua` file is one atomic state change; its header lists every KEY, ARGV an
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from .errors import ScriptError
-from .streams import call
+from .streams import Client, call
 
 __all__ = ["SCRIPT_NAMES", "Script", "Scripts"]
 
 SCRIPT_NAMES = (
     "bcast_commit",
     "cancel_delayed",
+    "check_claim",
     "claim_slot",
+    "commit",
     "dead_letter",
     "declare_group",
     "dlq_replay",
@@ -30,6 +33,7 @@ SCRIPT_NAMES = (
     "find_entries",
     "heartbeat",
     "lease",
+    "prepare",
     "promote",
     "pull_ack",
     "pull_change_invisible",
@@ -37,6 +41,7 @@ SCRIPT_NAMES = (
     "reap_consumers",
     "reset_offset",
     "retry",
+    "rollback",
     "schedule",
     "send",
     "set_idle",
@@ -73,14 +78,21 @@ class Scripts:
     def __iter__(self) -> Any:
         return iter(self._by_name.values())
 
-    async def load_all(self, client: Redis) -> None:
-        """SCRIPT LOAD every script (after connecting, and after a NOSCRIPT)."""
+    async def load_all(self, client: Client) -> None:
+        """SCRIPT LOAD every script (after connecting, and after a NOSCRIPT); a cluster client
+        loads them on every primary."""
+        if isinstance(client, RedisCluster):
+            for script in self._by_name.values():
+                await client.script_load(script.source)
+            return
         pipe = client.pipeline(transaction=False)
         for script in self._by_name.values():
             pipe.execute_command("SCRIPT LOAD", script.source)
         await pipe.execute()
 
-    async def call(self, client: Redis, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def call(
+        self, client: Client, name: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
         """Run script `name` with EVALSHA, loading it first if the server does not know it."""
         script = self._by_name[name]
         try:
@@ -96,7 +108,7 @@ class Scripts:
             raise_script_error(name, exc)
             raise
 
-    async def pipeline(self, client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def pipeline(self, client: Client, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Run `commands` in one pipeline (one round trip). Results may be exceptions.
 
         Commands that failed with NOSCRIPT (the server restarted without persistence, or ran
@@ -104,6 +116,10 @@ class Scripts:
         """
         if len(commands) == 1:
             return [await self._single(client, commands[0])]
+        if isinstance(client, RedisCluster):
+            # Cluster pipelines refuse EVALSHA: send the commands one by one, all at once (each
+            # routed to the node that owns its key).
+            return list(await asyncio.gather(*(self._single(client, c) for c in commands)))
         pipe = client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
@@ -118,7 +134,7 @@ class Scripts:
                 results[i] = r
         return results
 
-    async def _single(self, client: Redis, command: tuple[Any, ...]) -> Any:
+    async def _single(self, client: Client, command: tuple[Any, ...]) -> Any:
         try:
             return await call(client, *command)
         except NoScriptError:

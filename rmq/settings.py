@@ -77,6 +77,14 @@ class Settings:
     max_delay: float = 7 * 24 * 3600.0
     """The furthest a delayed message may be scheduled, in seconds (7 days)."""
 
+    # Transactions
+    transaction_check_immunity: float = 6.0
+    """No check-back asks about a half message younger than this (RocketMQ's transactionTimeOut)."""
+    transaction_check_interval: float = 30.0
+    """A half message still unresolved is checked back again after this long."""
+    transaction_max_checks: int = 15
+    """After this many check-backs answered UNKNOWN, a half message is rolled back and recorded."""
+
     # Consumers
     concurrency: int = 20
     prefetch: int = 1000
@@ -119,7 +127,8 @@ class Settings:
             "visibility_timeout", "claim_interval", "backoff_base", "backoff_cap",
             "max_properties_bytes", "max_delay", "promote_batch", "promote_max_sleep",
             "promote_min_sleep", "lease_ttl", "rebalance_interval", "heartbeat_interval",
-            "restart_delay", "restart_delay_cap",
+            "restart_delay", "restart_delay_cap", "transaction_check_immunity",
+            "transaction_check_interval", "transaction_max_checks",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)
@@ -129,6 +138,10 @@ class Settings:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not isinstance(self.transaction_max_checks, int):
+            raise ConfigError(
+                f"transaction_max_checks must be an int >= 1, got {self.transaction_max_checks!r}"
+            )
         if self.default_queues > 1024:
             raise ConfigError("default_queues must be <= 1024")
         if self.dedup_window < self.send_timeout:

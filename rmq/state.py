@@ -20,11 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
-
 from .connection import broker_error
 from .context import Context
 from .keys import QueueKeys
+from .streams import Client
 from .topics import TopicInfo
 
 __all__ = [
@@ -81,13 +80,13 @@ class QueueState:
     groups: list[GroupQueueState] = field(default_factory=list)
 
 
-async def server_ms(client: Redis) -> int:
+async def server_ms(client: Client) -> int:
     """The Redis server's clock, in epoch ms."""
     seconds, micros = await client.time()
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-async def _pipeline(client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+async def _pipeline(client: Client, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     """Run `commands` in pipelines of at most _CHUNK; results may be exceptions."""
     results: list[Any] = []
     for start in range(0, len(commands), _CHUNK):

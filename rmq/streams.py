@@ -10,8 +10,12 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
-__all__ = ["Entry", "PendingRow", "call", "xautoclaim", "xpending_rows"]
+__all__ = ["Client", "Entry", "PendingRow", "call", "xautoclaim", "xpending_rows"]
+
+Client = Redis | RedisCluster
+"""A client for everyday commands: one server, or a cluster client that routes by key."""
 
 Entry = Sequence[Any]
 """`(id, fields)`: fields as a dict (parsed replies) or a flat list (raw); None if trimmed."""
@@ -26,13 +30,14 @@ class PendingRow(NamedTuple):
     deliveries: int
 
 
-async def call(client: Redis, *args: Any, **options: Any) -> Any:
+async def call(client: Client, *args: Any, **options: Any) -> Any:
     """`execute_command` with an Any result (redis-py applies its response parser by name)."""
-    return await client.execute_command(*args, **options)  # type: ignore[no-untyped-call]
+    result: Any = await client.execute_command(*args, **options)
+    return result
 
 
 async def xautoclaim(
-    client: Redis, stream: str, group: str, consumer: str, min_idle_ms: int, start: str, count: int
+    client: Client, stream: str, group: str, consumer: str, min_idle_ms: int, start: str, count: int
 ) -> tuple[str, list[Entry], list[bytes]]:
     """XAUTOCLAIM: (next cursor, claimed entries, ids of deleted entries purged from the PEL)."""
     reply = await call(
@@ -44,7 +49,7 @@ async def xautoclaim(
 
 
 async def xpending_rows(
-    client: Redis,
+    client: Client,
     stream: str,
     group: str,
     start: str | bytes,

@@ -183,7 +183,7 @@ async def test_many_due_at_once_are_promoted_in_bounded_batches(
         client.zunionstore(queue.delay, {queue.delay: 0})  # every score 0: all due right now
         client.slowlog_reset()
         promoter = Promoter(app.context, "flood", [])
-        wire = app.context.conn.wire()
+        wire = app.context.conn.wires()
         rounds = 0
         while await promoter.promote_once(wire) == 0 or promoter.promoted < total:
             rounds += 1

@@ -68,21 +68,21 @@ class BroadcastConsumer:
         self._stored: dict[str, str] = {}  # stream -> offset as last read from / written to Redis
         self._queues: dict[str, int] = {}
         self._stop = anyio.Event()
-        self._read_scope = anyio.CancelScope()
+        self._read_scopes: set[anyio.CancelScope] = set()
         self._consume_scope = anyio.CancelScope()
 
     def stop(self) -> None:
         """Stop reading; the batch being handled finishes (within `shutdown_grace`) and its
         offsets are saved."""
         self._stop.set()
-        self._read_scope.cancel()
+        for scope in self._read_scopes:
+            scope.cancel()
         self._consume_scope.deadline = anyio.current_time() + self.ctx.settings.shutdown_grace
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         if self._claimed:
             await self._claim_slot()
         await self._load_offsets()
-        wire = self.ctx.conn.wire()
         try:
             async with anyio.create_task_group() as tg:
                 if self._claimed:
@@ -90,12 +90,13 @@ class BroadcastConsumer:
                 task_status.started()
                 log.info("%s: broadcasting instance %s", self.spec.name, self.instance_id)
                 with self._consume_scope:
-                    await self._consume_loop(wire)  # returns after stop(), its batch saved
+                    async with anyio.create_task_group() as loops:  # they end after stop()
+                        for unit in self.ctx.conn.read_units(list(self._offsets)):
+                            loops.start_soon(self._consume_loop, unit)
                 tg.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True):
-                await wire.close()
-                if self._claimed and self.instance_id:
+            if self._claimed and self.instance_id:
+                with anyio.CancelScope(shield=True):
                     await self._release_slot()
 
     # ------------------------------------------------------------------ instance id
@@ -209,25 +210,38 @@ class BroadcastConsumer:
 
     # ------------------------------------------------------------------ consuming
 
-    async def _consume_loop(self, wire: Wire) -> None:
+    async def _consume_loop(self, streams: list[str]) -> None:
+        """Read and handle `streams` (all of them on one server; one queue's on a cluster)."""
         settings = self.ctx.settings
         backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         block = int(settings.block_seconds * 1000)
+        wires = [self.ctx.conn.wire_for(streams[0])]
+        try:
+            await self._consume(streams, wires, backoff, block)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await wires[0].close()
+
+    async def _consume(
+        self, streams: list[str], wires: list[Wire], backoff: Backoff, block: int
+    ) -> None:
+        settings = self.ctx.settings
         while not self._stop.is_set():
+            wire = wires[0]
             if time.monotonic() > self._slot_valid_until:
                 log.warning("%s: instance slot lease lapsed; stopping", self.spec.name)
-                self._stop.set()
+                self.stop()
                 return
-            streams = list(self._offsets)
             reply = None
+            scope = anyio.CancelScope()
+            self._read_scopes.add(scope)
             try:
-                with self._read_scope:  # stop() cancels only a read, never a batch being handled
+                with scope:  # stop() cancels only a read, never a batch being handled
                     reply = await wire.call(
                         "XREAD", "COUNT", self.fetch_batch, "BLOCK", block, "STREAMS", *streams,
                         *[self._offsets[s] for s in streams],
                         seconds=settings.block_seconds + settings.socket_timeout,
                     )  # fmt: skip
-                self._read_scope = anyio.CancelScope()
             except Exception as exc:
                 delay = backoff.next_delay()
                 level = logging.WARNING if is_transient(exc) else logging.ERROR
@@ -235,7 +249,13 @@ class BroadcastConsumer:
                     level, "%s: read failed (%r); retrying in %.2fs", self.spec.name, exc, delay
                 )
                 await anyio.sleep(delay)
+                if is_transient(exc) and self.ctx.conn.cluster:  # the queue may have moved
+                    await self.ctx.conn.router.refresh()
+                    await wire.close()
+                    wires[0] = self.ctx.conn.wire_for(streams[0])
                 continue
+            finally:
+                self._read_scopes.discard(scope)
             backoff.reset()
             for raw_name, entries in reply or ():
                 stream = raw_name.decode()

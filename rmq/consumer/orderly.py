@@ -213,14 +213,17 @@ class OrderlyConsumer:
 
     async def _fetch_loop(self) -> None:
         settings = self.ctx.settings
-        wire = self.ctx.conn.wire()
         backoff = Backoff(settings.backoff_base, settings.backoff_cap)
+        wires: dict[str, Wire] = {}  # one per read unit (a cluster reads each queue apart)
         try:
             while True:
                 try:
-                    fetched = await self._fetch_once(wire)
+                    fetched = await self._fetch_once(wires)
                 except Exception as exc:
                     await self._on_fetch_error(exc, backoff)
+                    for wire in wires.values():  # reconnect (a queue may have moved nodes)
+                        await wire.close()
+                    wires.clear()
                     continue
                 backoff.reset()
                 if not fetched:
@@ -228,14 +231,31 @@ class OrderlyConsumer:
                     with anyio.move_on_after(settings.block_seconds):
                         await self._changed.wait()
         finally:
-            await wire.close()
+            for wire in wires.values():
+                await wire.close()
 
-    async def _fetch_once(self, wire: Wire) -> bool:
-        """One read for the queues that need messages; False when there was nothing to do."""
-        settings = self.ctx.settings
+    async def _fetch_once(self, wires: dict[str, Wire]) -> bool:
+        """One read per unit for the queues that need messages; False when there was none."""
         ready = [o for o in self.owned.values() if not o.revoked and not o.buffer and o.valid]
         if not ready:
             return False
+        by_stream = {o.stream: o for o in ready}
+        units = self.ctx.conn.read_units(list(by_stream))
+        for unit in units:
+            if unit[0] not in wires:
+                wires[unit[0]] = self.ctx.conn.wire_for(unit[0])
+        results = await asyncio.gather(
+            *(self._fetch_unit(wires[u[0]], [by_stream[s] for s in u]) for u in units),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return True
+
+    async def _fetch_unit(self, wire: Wire, ready: list[_Owned]) -> None:
+        """Claim, drain or read the `ready` queues (all readable in one command)."""
+        settings = self.ctx.settings
         for owned in ready:
             if owned.phase == "claim":
                 await self._claim_all(wire, owned)
@@ -253,7 +273,7 @@ class OrderlyConsumer:
                     await self._buffer(owned, entries, redelivered=True)
                 else:
                     owned.phase = "live"
-            return True
+            return
         live = [o for o in ready if o.phase == "live"]
         # A read blocks for less than a fifth of the lease TTL: a member that lost its lease (or
         # was paused) has no read left on the server by the time another member can take over,
@@ -274,7 +294,6 @@ class OrderlyConsumer:
             target = by_stream.get(name.decode())
             if target is not None and entries:
                 await self._buffer(target, entries, redelivered=False)
-        return True
 
     async def _claim_all(self, wire: Wire, owned: _Owned) -> None:
         """Take over every entry still pending on the queue (its previous owner's), in order."""

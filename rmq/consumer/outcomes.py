@@ -19,7 +19,7 @@ from typing import Any
 from .. import metrics
 from ..context import Context
 from ..dlq import DeadLetterInfo
-from ..wire import Wire
+from ..router import WireSet
 
 __all__ = ["Outcomes"]
 
@@ -60,7 +60,7 @@ class Outcomes:
         self._settled = settled
         self._pending = _Pending()
         self._wakeup = asyncio.Event()
-        self._wire: Wire | None = None
+        self._wire: WireSet | None = None
 
     # ------------------------------------------------------------------ recording
 
@@ -96,7 +96,7 @@ class Outcomes:
     async def flush(self) -> None:
         """Write everything recorded so far (retrying transient errors without end)."""
         if self._wire is None:
-            self._wire = self.ctx.conn.wire()
+            self._wire = self.ctx.conn.wires()
         wire = self._wire
         timeout = self.ctx.settings.socket_timeout
         while self._pending:

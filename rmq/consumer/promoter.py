@@ -18,7 +18,7 @@ from redis.asyncio.client import PubSub
 
 from ..connection import Backoff, is_transient
 from ..context import Context
-from ..wire import Wire
+from ..router import WireSet
 
 __all__ = ["Promoter"]
 
@@ -38,7 +38,7 @@ class Promoter:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Promote until cancelled (started once subscribed to wake-ups)."""
         settings = self.ctx.settings
-        wire = self.ctx.conn.wire()
+        wire = self.ctx.conn.wires()
         backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         try:
             try:
@@ -61,7 +61,7 @@ class Promoter:
             await wire.close()
             await self._unsubscribe()
 
-    async def promote_once(self, wire: Wire) -> float:
+    async def promote_once(self, wire: WireSet) -> float:
         """Move what is due on every queue; return the seconds until the next is due (0 = now)."""
         ctx = self.ctx
         settings = ctx.settings

@@ -11,6 +11,7 @@ claim any entry idle longer than their visibility timeout.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,6 +26,7 @@ from ..errors import ConfigError, ConsumerError, DecodeError
 from ..filters import compile_filter
 from ..message import Message
 from ..names import validate_group, validate_topic
+from ..streams import call
 from ..topics import TopicInfo
 from .inbound import dead_letter, declare_group, to_message
 from .spec import StartPosition, start_argument
@@ -232,4 +234,25 @@ class PullConsumer:
     async def _wait_for_new(self, last_ids: dict[str, str], seconds: float) -> None:
         """Block until an entry newer than `last_ids` arrives on any queue, or `seconds` pass."""
         block_ms = max(1, int(min(seconds, self.ctx.settings.block_seconds) * 1000))
-        await self.ctx.conn.readers.xread(last_ids, count=1, block=block_ms)  # type: ignore[arg-type]
+        conn = self.ctx.conn
+        units = conn.read_units(list(last_ids))
+        if len(units) == 1:
+            await call(conn.readers, "XREAD", "COUNT", 1, "BLOCK", block_ms, "STREAMS", *units[0],
+                       *[last_ids[s] for s in units[0]])  # fmt: skip
+            return
+
+        async def wait(unit: list[str]) -> None:  # a cluster: one blocking read per queue
+            wire = conn.wire_for(unit[0])
+            try:
+                await wire.call("XREAD", "COUNT", 1, "BLOCK", block_ms, "STREAMS", *unit,
+                                *[last_ids[s] for s in unit])  # fmt: skip
+            finally:
+                await wire.close()
+
+        tasks = [asyncio.ensure_future(wait(unit)) for unit in units]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

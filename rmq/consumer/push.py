@@ -146,7 +146,8 @@ class PushConsumer:
                     for _ in range(self.concurrency):
                         workers.start_soon(self._worker)
                     async with anyio.create_task_group() as fetchers:
-                        fetchers.start_soon(self._fetch_loop)
+                        for unit in self.ctx.conn.read_units(list(self._queues)):
+                            fetchers.start_soon(self._fetch_loop, unit)
                         task_status.started()
                         await self._stop_requested.wait()
                         fetchers.cancel_scope.cancel()
@@ -174,14 +175,16 @@ class PushConsumer:
 
     # ------------------------------------------------------------------ fetching
 
-    async def _fetch_loop(self) -> None:
+    async def _fetch_loop(self, streams: list[str]) -> None:
+        """Read `streams` (all of them on one server; one queue's on a cluster) until cancelled."""
         settings = self.ctx.settings
-        wire = self.ctx.conn.wire()
+        conn = self.ctx.conn
+        wire = conn.wire_for(streams[0])
         timeout = settings.block_seconds + settings.socket_timeout
         head = ("XREADGROUP", "GROUP", self.group, self.name, "COUNT")
         block = ("BLOCK", int(settings.block_seconds * 1000), "STREAMS")
         backoff = Backoff(settings.backoff_base, settings.backoff_cap)
-        drain: dict[str, str] = dict.fromkeys(self._queues, "0")
+        drain: dict[str, str] = dict.fromkeys(streams, "0")
         try:
             while True:
                 room = self.prefetch - self._held_count
@@ -193,13 +196,15 @@ class PushConsumer:
                 if drain:  # this consumer's own pending entries first
                     command = (*head, count, "STREAMS", *drain, *drain.values())
                 else:
-                    streams = self._queues.keys()
                     command = (*head, count, *block, *streams, *(">",) * len(streams))
                 try:
                     reply = await wire.call(*command, seconds=timeout)
                 except Exception as exc:
-                    drain = dict.fromkeys(self._queues, "0")
+                    drain = dict.fromkeys(streams, "0")
                     await self._on_fetch_error(exc, backoff)
+                    if conn.cluster:  # the queue may have moved to another node
+                        await wire.close()
+                        wire = conn.wire_for(streams[0])
                     continue
                 backoff.reset()
                 if drain:
@@ -220,6 +225,8 @@ class PushConsumer:
 
     async def _on_fetch_error(self, exc: Exception, backoff: Backoff) -> None:
         error: Exception = exc
+        if is_transient(exc):
+            await self.ctx.conn.router.refresh()
         if is_nogroup(exc):
             log.warning("%s: consumer group missing (%s); declaring it again", self.spec.name, exc)
             try:
