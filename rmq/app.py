@@ -385,15 +385,18 @@ class App:
         start: StartPosition = "last",
         tag: str | None = None,
         sql: str | None = None,
+        max_deliveries: int = 16,
     ) -> PullConsumer:
         """A pull consumer (receive / ack / change_invisible_duration) for `topic` in `group`.
 
         With `tag` ("TagA || TagB") or `sql` (a SQL92 selector over properties), messages that do
-        not match are acknowledged without being returned.
+        not match are acknowledged without being returned. A message received `max_deliveries`
+        times without an ack is dead-lettered instead of being returned again.
         """
         self._pull_consumers += 1
         name = f"{self.name}-p{self._pull_consumers}"
-        return PullConsumer(self.context, topic, group, name, start=start, tag=tag, sql=sql)
+        return PullConsumer(self.context, topic, group, name, start=start, tag=tag, sql=sql,
+                            max_deliveries=max_deliveries)  # fmt: skip
 
     def stop(self) -> None:
         """Ask `run()` to stop gracefully."""

@@ -6,7 +6,11 @@ dedicated hot-loop connections). The slot map comes from `CLUSTER SLOTS` and is 
 node answers MOVED or ASK (slots migrate while resharding) or a connection to a node fails.
 
 `WireSet` is the cluster-aware counterpart of `Wire`: it sends each command of a batch to the
-node that owns its first key, one round trip per node, all nodes at once.
+node that owns its first key, one round trip per node, all nodes at once. It follows resharding
+itself: a MOVED reply updates the slot map and the command goes to the new owner, an ASK reply
+sends it to the importing node behind ASKING, and TRYAGAIN (a script whose keys are split
+between the two nodes mid-migration) is sent again after a short pause. None of these replies
+means the command ran, so sending it again is safe.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.crc import key_slot
-from redis.exceptions import AskError, MovedError
+from redis.exceptions import AskError, MovedError, TryAgainError
 
 from .scripts import Scripts
 from .wire import Wire
@@ -31,6 +35,9 @@ log = logging.getLogger("rmq.router")
 
 SLOTS = 16384
 _REFRESH_MIN_INTERVAL = 0.2
+_REDIRECTS = 8
+"""How many MOVED/ASK/TRYAGAIN rounds one `WireSet.execute` follows before it gives up."""
+_TRYAGAIN_PAUSE = 0.01
 
 
 def command_key(command: Sequence[Any]) -> Any:
@@ -143,6 +150,25 @@ class Router:
         self._slots = slots
         log.debug("cluster slot map loaded: %d nodes", len(set(slots)))
 
+    def node_at(self, host: str, port: int) -> Node:
+        """The node at host:port (as a redirect names it), connected on first use."""
+        host = host or urlsplit(self._url).hostname or "127.0.0.1"
+        name = f"{host}:{port}"
+        node = self._nodes.get(name)
+        if node is None:
+            node = self._nodes[name] = self._new_node(host, port)
+        return node
+
+    def learn(self, moved: MovedError) -> None:
+        """A MOVED reply: its slot is served by the node it names from now on."""
+        self._slots[moved.slot_id] = self.node_at(moved.host, moved.port).name
+
+    async def follow(self, error: BaseException) -> None:
+        """After a failed command: learn a MOVED reply, then reload the slot map (rate limited)."""
+        if isinstance(error, MovedError):
+            self.learn(error)
+        await self.refresh()
+
     def _new_node(self, host: str, port: int) -> Node:
         url = node_url(self._url, host, port)
         client = Redis(connection_pool=self._make_pool(url, "commands"))
@@ -175,40 +201,71 @@ class WireSet:
     async def execute(
         self, commands: Sequence[tuple[Any, ...]], seconds: float | None = None
     ) -> list[Any]:
-        """Like `Wire.execute`, across nodes. MOVED/ASK replies refresh the slot map and come back
-        as errors (transient: the caller's retry goes to the new owner)."""
+        """Like `Wire.execute`, across nodes, following MOVED, ASK and TRYAGAIN replies (up to
+        `_REDIRECTS` rounds; past that they come back as errors, transient for the caller)."""
         router = self._router
         if not router.cluster:
             return await self._wire(router.seed).execute(commands, seconds)
-        groups: dict[str, list[int]] = {}
-        for i, command in enumerate(commands):
-            groups.setdefault(router.node_for(command_key(command)).name, []).append(i)
-        names = list(groups)
-        replies = await asyncio.gather(
-            *(
-                self._wire(router._nodes[name]).execute(
-                    [commands[i] for i in groups[name]], seconds
-                )
-                for name in names
-            ),
-            return_exceptions=True,
-        )
         out: list[Any] = [None] * len(commands)
-        failure: BaseException | None = None
-        moved = False
-        for name, reply in zip(names, replies, strict=True):
-            if isinstance(reply, BaseException):
-                failure = failure or reply
-                continue
-            for i, result in zip(groups[name], reply, strict=True):
-                out[i] = result
-                moved = moved or isinstance(result, MovedError | AskError)
-        if failure is not None or moved:
-            await router.refresh()  # a node may be gone or slots moved: reload before any retry
-        if failure is not None:
-            # like Wire.execute: a connection-level failure raises; everything rmq sends this
-            # way is safe to send again (idempotent scripts, XACK, chunk dedup records)
-            raise failure
+        todo = list(range(len(commands)))
+        asking: dict[int, Node] = {}  # command -> the importing node an ASK reply named
+        for round_ in range(_REDIRECTS):
+            groups: dict[str, list[int]] = {}
+            for i in todo:
+                node = asking.get(i) or router.node_for(command_key(commands[i]))
+                groups.setdefault(node.name, []).append(i)
+            replies = await asyncio.gather(
+                *(self._send(name, [(commands[i], i in asking) for i in group], seconds)
+                  for name, group in groups.items()),
+                return_exceptions=True,
+            )  # fmt: skip
+            failure: BaseException | None = None
+            todo, asking, pause = [], {}, False
+            for group, reply in zip(groups.values(), replies, strict=True):
+                if isinstance(reply, BaseException):
+                    failure = failure or reply
+                    continue
+                for i, result in zip(group, reply, strict=True):
+                    out[i] = result
+                    if isinstance(result, MovedError):
+                        router.learn(result)
+                    elif isinstance(result, AskError):
+                        asking[i] = router.node_at(result.host, result.port)
+                    elif isinstance(result, TryAgainError):
+                        pause = True
+                    else:
+                        continue
+                    todo.append(i)
+            if failure is not None:
+                await router.refresh()  # a node may be gone: reload the map before any retry
+                # like Wire.execute: a connection-level failure raises; everything rmq sends
+                # this way is safe to send again (idempotent scripts, XACK, chunk dedup records)
+                raise failure
+            if not todo:
+                return out
+            if pause:
+                await asyncio.sleep(_TRYAGAIN_PAUSE * (round_ + 1))
+        await router.refresh()
+        return out
+
+    async def _send(
+        self, name: str, commands: list[tuple[tuple[Any, ...], bool]], seconds: float | None
+    ) -> list[Any]:
+        """One round trip to node `name`; commands flagged True go behind ASKING."""
+        wire = self._wire(self._router._nodes[name])
+        if not any(ask for _, ask in commands):
+            return await wire.execute([command for command, _ in commands], seconds)
+        packed: list[tuple[Any, ...]] = []
+        for command, ask in commands:
+            if ask:
+                packed.append(("ASKING",))
+            packed.append(command)
+        replies = await wire.execute(packed, seconds)
+        out, j = [], 0
+        for _, ask in commands:
+            j += ask  # skip ASKING's +OK
+            out.append(replies[j])
+            j += 1
         return out
 
     async def close(self) -> None:

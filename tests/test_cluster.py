@@ -3,6 +3,7 @@ slot, and sending, push/pull/orderly/broadcast consumption, retries, delays and 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import anyio
@@ -173,3 +174,64 @@ async def test_admin_on_a_cluster(settings: rmq.Settings) -> None:
         status = await app.admin.topic_status("admin")
         assert sum(q.length for q in status.queues) == 3
         assert await app.cancel_delayed("admin", "nothing") is False
+
+
+def _move_slot(cluster: EmbeddedCluster, slot: int, source: int, target: int) -> int:
+    """Reshard `slot` from node port `source` to node port `target` as redis-cli does; returns
+    how many keys moved."""
+    nodes = {s.port: redis.Redis(port=s.port) for s in cluster.servers}
+    try:
+        ids = {port: client.execute_command("CLUSTER", "MYID").decode() for port, client in
+               nodes.items()}  # fmt: skip
+        nodes[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+        nodes[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+        moved = 0
+        while keys := nodes[source].execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10):
+            nodes[source].execute_command(
+                "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys
+            )
+            moved += len(keys)
+            time.sleep(0.02)  # let traffic hit the half-moved slot (ASK and TRYAGAIN replies)
+        for port in (target, source, *[p for p in nodes if p not in (source, target)]):
+            nodes[port].execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+        return moved
+    finally:
+        for client in nodes.values():
+            client.close()
+
+
+async def test_resharding_while_sending_and_consuming_loses_nothing(
+    cluster: EmbeddedCluster, settings: rmq.Settings, rc: redis.RedisCluster
+) -> None:
+    keys = NamespaceKeys(settings.namespace).queue("moving", 0)
+    app = rmq.App(settings.replace(default_queues=1, visibility_timeout=2.0))
+    got: list[int] = []
+
+    @app.consumer("moving", group="g", concurrency=8, retry=[0.05])
+    async def handle(msg: rmq.Message) -> None:
+        if msg.body % 7 == 0 and msg.reconsume_times == 0:
+            raise ValueError("retry me")  # keeps the retry stream and delay set of the slot busy
+        got.append(msg.body)
+
+    total = 600
+    async with running(app):
+        await app.send("moving", -1)
+        await wait_until(lambda: -1 in got, timeout=10)
+        slot = rc.keyslot(keys.stream)
+        source = rc.get_node_from_key(keys.stream).port
+        target = next(s.port for s in cluster.servers if s.port != source)
+
+        async def send_all() -> None:
+            for n in range(total):
+                await app.send("moving", n)
+                await anyio.sleep(0.002)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send_all)
+            await anyio.sleep(0.3)
+            moved = await anyio.to_thread.run_sync(_move_slot, cluster, slot, source, target)
+        await wait_until(lambda: set(range(total)) <= set(got), timeout=30)
+    assert moved >= 2  # the stream and its companions (dedup, retry, delay...) moved together
+    rc.nodes_manager.initialize()
+    assert rc.get_node_from_key(keys.stream).port == target
+    assert set(got) == {-1, *range(total)}

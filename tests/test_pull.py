@@ -129,3 +129,28 @@ async def test_argument_validation(opened: rmq.App) -> None:
         await opened.pull_consumer("args", "g").receive()
     with pytest.raises(rmq.InvalidName):
         opened.pull_consumer("args", "bad group")
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(rmq.ConfigError, match="max_deliveries"):
+            opened.pull_consumer("args", "g", max_deliveries=bad)  # type: ignore[arg-type]
+
+
+async def test_a_message_never_acknowledged_is_dead_lettered_after_max_deliveries(
+    opened: rmq.App,
+) -> None:
+    sent = await opened.send("poison", "job")
+    await opened.send("poison", "fine")
+    async with opened.pull_consumer("poison", "g", start="first", max_deliveries=2) as pc:
+        first = await pc.receive(invisible=0.05)
+        assert sorted(m.body for m in first) == ["fine", "job"]
+        await pc.ack(*[m for m in first if m.body == "fine"])
+        await anyio.sleep(0.08)
+        (second,) = await pc.receive(invisible=0.05)
+        assert (second.msg_id, second.delivery_count) == (sent.msg_id, 2)
+        await anyio.sleep(0.08)
+        assert await pc.receive(invisible=0.05) == []  # the third time: dead-lettered instead
+        assert pc.dead_lettered == 1
+        await anyio.sleep(0.08)
+        assert await pc.receive(invisible=0.05) == []  # and never comes back
+    (letter,) = await opened.dead_letters("poison", "g").entries(10)
+    assert (letter.msg_id, letter.reason, letter.attempts) == (sent.msg_id, "max_deliveries", 2)
+    assert letter.message is not None and letter.message.body == "job"

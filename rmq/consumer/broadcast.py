@@ -250,7 +250,7 @@ class BroadcastConsumer:
                 )
                 await anyio.sleep(delay)
                 if is_transient(exc) and self.ctx.conn.cluster:  # the queue may have moved
-                    await self.ctx.conn.router.refresh()
+                    await self.ctx.conn.router.follow(exc)
                     await wire.close()
                     wires[0] = self.ctx.conn.wire_for(streams[0])
                 continue

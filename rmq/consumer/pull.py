@@ -5,6 +5,10 @@ in time it is delivered again (to this or another pull consumer of the group) wi
 count raised. The invisible-until times live in a sorted set beside each queue, so a crashed
 consumer's messages come back when their time runs out.
 
+A message received `max_deliveries` times without being acknowledged is not returned again: it
+is dead-lettered (reason "max_deliveries"), as RocketMQ moves a message past its group's maximum
+delivery attempts to the dead-letter queue.
+
 A group should be consumed either by push workers or by pull consumers, not both: push workers
 claim any entry idle longer than their visibility timeout.
 """
@@ -49,7 +53,12 @@ class PullConsumer:
         start: StartPosition = "last",
         tag: str | None = None,
         sql: str | None = None,
+        max_deliveries: int = 16,
     ) -> None:
+        if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int):
+            raise ConfigError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
+        if max_deliveries < 1:
+            raise ConfigError(f"max_deliveries must be >= 1, got {max_deliveries!r}")
         self.ctx = ctx
         self.topic = validate_topic(topic)
         self.group = validate_group(group)
@@ -57,7 +66,9 @@ class PullConsumer:
         self.start = start
         start_argument(start)
         self.filter = compile_filter(tag, sql)
+        self.max_deliveries = max_deliveries
         self.filtered = 0
+        self.dead_lettered = 0
         self._info: TopicInfo | None = None
         self._next_queue = 0
 
@@ -216,16 +227,24 @@ class PullConsumer:
             entry_id, flat, deliveries = reply[i], reply[i + 1], int(reply[i + 2])
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
             got += 1
+            info: DeadLetterInfo | None = None
             try:
                 msg = to_message(
                     entry_id, fields, self.topic, queue_id, self.group, stream, deliveries
                 )
             except DecodeError as exc:
                 info = DeadLetterInfo("undecodable", describe_error(exc), attempts=deliveries)
+            else:
+                if deliveries > self.max_deliveries:
+                    error = (f"received {deliveries - 1} times and never acknowledged "
+                             f"(max_deliveries {self.max_deliveries})")  # fmt: skip
+                    info = DeadLetterInfo("max_deliveries", error, attempts=deliveries - 1)
+            if info is not None:
                 await dead_letter(
                     self.ctx, topic=self.topic, queue_id=queue_id, group=self.group,
                     entry_id=entry_id.decode(), info=info,
                 )  # fmt: skip
+                self.dead_lettered += 1
                 continue
             msg.reconsume_times += deliveries - 1  # SimpleConsumer: a redelivery is a retry
             out.append(msg)

@@ -226,7 +226,7 @@ class PushConsumer:
     async def _on_fetch_error(self, exc: Exception, backoff: Backoff) -> None:
         error: Exception = exc
         if is_transient(exc):
-            await self.ctx.conn.router.refresh()
+            await self.ctx.conn.router.follow(exc)
         if is_nogroup(exc):
             log.warning("%s: consumer group missing (%s); declaring it again", self.spec.name, exc)
             try:
