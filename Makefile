@@ -31,7 +31,7 @@ demo: install
 	$(PY) -m workers.demo
 
 bench: install
-	$(PY) bench/core.py
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) dist build .mypy_cache .ruff_cache .pytest_cache

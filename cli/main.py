@@ -14,7 +14,7 @@ from rmq._version import __version__
 from rmq.errors import RMQError
 from rmq.settings import redact_url
 
-from . import consume, dlq, group, message, metrics, send, topic, worker
+from . import bench, consume, dlq, group, message, metrics, send, topic, worker
 from .options import EXIT_OK, EXIT_USAGE, GlobalOptions
 from .output import Output
 
@@ -33,6 +33,7 @@ app.command("send")(send.send)
 app.command("consume")(consume.consume)
 app.add_typer(worker.app, name="worker")
 app.add_typer(metrics.app, name="metrics")
+app.add_typer(bench.app, name="bench")
 
 
 def _server_version(options: GlobalOptions) -> tuple[str, dict[str, str] | None]:
