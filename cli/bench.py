@@ -43,7 +43,7 @@ from rmq.settings import Settings, redact_url
 
 from .options import EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE, JsonOption
 from .output import Output, error
-from .runtime import fail, output, settings_for
+from .runtime import fail, loop_options, output, settings_for
 
 app = typer.Typer(
     help="Benchmark producers and consumers (in a namespace of their own).", no_args_is_help=True
@@ -440,14 +440,6 @@ async def _run(
     return summary, server
 
 
-def _loop_options() -> dict[str, Any]:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:  # pragma: no cover
-        return {}
-    return {"use_uvloop": True}
-
-
 def _execute(ctx: typer.Context, cfg: Config, embedded: bool, quiet: bool, json: bool) -> None:
     out = output(ctx, json)
     settings = settings_for(ctx)
@@ -463,7 +455,7 @@ def _execute(ctx: typer.Context, cfg: Config, embedded: bool, quiet: bool, json:
     )
     try:
         try:
-            summary, info = anyio.run(runner, backend_options=_loop_options())
+            summary, info = anyio.run(runner, backend_options=loop_options())
         except BaseExceptionGroup as group:
             raise _unwrap(group) from group
     except KeyboardInterrupt:

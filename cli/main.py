@@ -14,7 +14,7 @@ from rmq._version import __version__
 from rmq.errors import RMQError
 from rmq.settings import redact_url
 
-from . import bench, consume, dlq, group, message, metrics, send, topic, worker
+from . import bench, consume, dlq, group, message, metrics, send, topic, transaction, worker
 from .options import EXIT_OK, EXIT_USAGE, GlobalOptions
 from .output import Output
 
@@ -29,6 +29,7 @@ app.add_typer(topic.app, name="topic")
 app.add_typer(group.app, name="group")
 app.add_typer(message.app, name="message")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(transaction.app, name="transaction")
 app.command("send")(send.send)
 app.command("consume")(consume.consume)
 app.add_typer(worker.app, name="worker")

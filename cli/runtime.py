@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import typer
@@ -17,6 +17,25 @@ from .options import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, global
 from .output import Output, error
 
 T = TypeVar("T")
+
+
+LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def loop_options(loop: str = "auto") -> dict[str, Any]:
+    """anyio's backend options for event loop `loop`: uvloop when asked for, or with "auto" when
+    it is installed (it is a dependency on Linux and macOS); plain asyncio otherwise."""
+    if loop not in LOOPS:
+        fail(f"--loop must be one of {', '.join(LOOPS)}, got {loop!r}", EXIT_USAGE)
+    if loop == "asyncio":
+        return {}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if loop == "uvloop":
+            fail("--loop uvloop: uvloop is not installed (pip install uvloop)", EXIT_USAGE)
+        return {}
+    return {"use_uvloop": True}
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:

@@ -26,7 +26,7 @@ from .options import (
     JsonOption,
     global_options,
 )
-from .runtime import fail, output
+from .runtime import fail, loop_options, output
 
 app = typer.Typer(help="Run worker processes and check their health.", no_args_is_help=True)
 
@@ -97,6 +97,13 @@ def run(
     log_format: Annotated[
         str, typer.Option(envvar="RMQ_LOG_FORMAT", help=f"Log format: {' or '.join(FORMATS)}.")
     ] = "text",
+    loop: Annotated[
+        str,
+        typer.Option(
+            envvar="RMQ_EVENT_LOOP",
+            help="Event loop: auto (uvloop when installed), uvloop or asyncio.",
+        ),
+    ] = "auto",
     supervised: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run the app's consumers until SIGTERM or SIGINT, then drain gracefully and exit 0.
@@ -108,6 +115,7 @@ def run(
         configure(log_level, log_format)
     except (ConfigError, ValueError) as exc:
         fail(str(exc), EXIT_USAGE)
+    backend = loop_options(loop)
     rmq_app = load_app(target)
     _apply_options(ctx, rmq_app, concurrency)
     if not rmq_app.consumers and not rmq_app.transaction_checkers:
@@ -118,9 +126,12 @@ def run(
     )  # fmt: skip
     try:
         if processes > 1 and not supervised:
-            code = anyio.run(_supervise, rmq_app, options, concurrency, log_level, log_format)
+            code = anyio.run(
+                _supervise, rmq_app, options, concurrency, log_level, log_format, loop,
+                backend_options=backend,
+            )  # fmt: skip
             raise typer.Exit(code)
-        anyio.run(run_worker, rmq_app, options)
+        anyio.run(run_worker, rmq_app, options, backend_options=backend)
     except BrokerUnavailable as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
     except RMQError as exc:
@@ -131,12 +142,12 @@ def run(
 
 
 async def _supervise(
-    rmq_app: App, options: RunOptions, concurrency: int | None, level: str, fmt: str
+    rmq_app: App, options: RunOptions, concurrency: int | None, level: str, fmt: str, loop: str
 ) -> int:
     command = [sys.executable, "-m", "rmq", "worker", "run", options.app_id, "--supervised"]
     if concurrency is not None:
         command += ["--concurrency", str(concurrency)]
-    command += ["--log-level", level, "--log-format", fmt]
+    command += ["--log-level", level, "--log-format", fmt, "--loop", loop]
     settings = rmq_app.settings
     env = {
         **os.environ,

@@ -33,6 +33,8 @@ from .message import Message, SendResult
 from .names import validate_group, validate_keys, validate_topic
 from .state import GroupQueueState, QueueState, entry_ms, read_queues, server_ms
 from .topics import TopicInfo
+from .transaction import browse as transactions
+from .transaction.browse import DiscardedTransaction, PendingTransaction, TransactionCount
 
 if TYPE_CHECKING:
     from .app import App
@@ -40,13 +42,16 @@ if TYPE_CHECKING:
 __all__ = [
     "Admin",
     "ConsumerInfo",
+    "DiscardedTransaction",
     "GroupProgress",
     "GroupSummary",
+    "PendingTransaction",
     "Position",
     "QueueProgress",
     "QueueReset",
     "StoredMessage",
     "TopicStatus",
+    "TransactionCount",
 ]
 
 Position = datetime | Literal["first", "last"]
@@ -479,6 +484,57 @@ class Admin:
         """A group's dead-letter queue on `topic` (`rmq dlq ...`)."""
         return self._app.dead_letters(topic, group)
 
+    # ------------------------------------------------------------------ transactions
+
+    async def transaction_counts(
+        self, topic: str, group: str | None = None
+    ) -> list[TransactionCount]:
+        """Half messages per queue: pending (of every producer group, or of `group`) and, with a
+        group, its discarded transactions."""
+        info = await self.topic(topic)
+        if group is not None:
+            validate_group(group)
+        return await transactions.counts(self.ctx, info, group)
+
+    async def pending_transactions(
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        queue: int | None = None,
+        limit: int = 50,
+        after: PendingTransaction | None = None,
+    ) -> list[PendingTransaction]:
+        """Up to `limit` half messages nobody resolved yet (of every producer group, or of
+        `group`), the next due for a check first. `after` (the last one seen) pages forward.
+
+        Read-only: listing claims nothing and counts no check.
+        """
+        info = await self.topic(topic)
+        if group is not None:
+            validate_group(group)
+        queues = _queues(info, queue)
+        return await transactions.pending(
+            self.ctx, info, queues, group=group, limit=limit, after=after
+        )
+
+    async def discarded_transactions(
+        self,
+        topic: str,
+        group: str,
+        *,
+        queue: int | None = None,
+        limit: int = 50,
+        after: DiscardedTransaction | None = None,
+    ) -> list[DiscardedTransaction]:
+        """Up to `limit` of producer group `group`'s transactions rolled back after
+        `transaction_max_checks` checks without an answer, oldest first. `after` (the last one
+        seen) pages forward."""
+        info = await self.topic(topic)
+        validate_group(group)
+        queues = _queues(info, queue)
+        return await transactions.discarded(self.ctx, info, queues, group, limit=limit, after=after)
+
     async def consume(
         self,
         topic: str,
@@ -526,6 +582,14 @@ def _group_keys(queue: QueueKeys, group: str) -> list[str]:
 def _check_queue(info: TopicInfo, queue_id: int) -> None:
     if not 0 <= queue_id < info.queues:
         raise ConfigError(f"topic {info.name!r} has queues 0..{info.queues - 1}, not {queue_id}")
+
+
+def _queues(info: TopicInfo, queue_id: int | None) -> list[int]:
+    """Every queue of the topic, or only `queue_id` (checked)."""
+    if queue_id is None:
+        return list(range(info.queues))
+    _check_queue(info, queue_id)
+    return [queue_id]
 
 
 def _random_queue(queues: int, _msg: Message) -> int:

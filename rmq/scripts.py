@@ -31,6 +31,7 @@ SCRIPT_NAMES = (
     "dlq_replay",
     "fenced_ack",
     "find_entries",
+    "half_list",
     "heartbeat",
     "lease",
     "prepare",

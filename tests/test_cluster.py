@@ -168,6 +168,20 @@ async def test_transactions(settings: rmq.Settings) -> None:
     assert sorted(got) == list(range(8))
 
 
+async def test_pending_transactions_listed_across_nodes(settings: rmq.Settings) -> None:
+    async with rmq.App(settings) as app:
+        producer = app.producer(group="undecided")
+        for n in range(8):
+            await producer.send_in_transaction(
+                "halves", n, execute=lambda msg, arg: rmq.TransactionState.UNKNOWN,
+                sharding_key=f"k{n}",
+            )  # fmt: skip
+        pending = await app.admin.pending_transactions("halves", group="undecided")
+        assert sorted(p.message.body for p in pending if p.message) == list(range(8))
+        counts = await app.admin.transaction_counts("halves")
+        assert sum(c.pending for c in counts) == 8
+
+
 async def test_admin_on_a_cluster(settings: rmq.Settings) -> None:
     async with rmq.App(settings) as app:
         await app.send_batch("admin", [1, 2, 3], sharding_key="k")

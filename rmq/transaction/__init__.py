@@ -16,8 +16,11 @@ async with producer.transaction() as tx:
 - `batcher`: concurrent calls of those scripts share round trips (group commit).
 - `local`: `send_in_transaction` and `Transaction` (the producer's side).
 - `checkback`: `CheckBack`, which claims unresolved half messages and asks the checker.
+- `browse`: `PendingTransaction`, `DiscardedTransaction`: listing them read-only
+  (`app.admin.pending_transactions(...)`, `rmq transaction list`).
 """
 
+from .browse import DiscardedTransaction, PendingTransaction
 from .checkback import CheckBack
 from .local import Transaction
 from .types import (
@@ -30,8 +33,10 @@ from .types import (
 
 __all__ = [
     "CheckBack",
+    "DiscardedTransaction",
     "HalfMessage",
     "LocalTransaction",
+    "PendingTransaction",
     "Transaction",
     "TransactionChecker",
     "TransactionSendResult",

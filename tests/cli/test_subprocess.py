@@ -53,6 +53,24 @@ def test_commands_as_subprocesses(env: dict[str, str]) -> None:
     assert reset.returncode == 0, reset.stderr
     assert json.loads(reset.stdout)["to"] == "first"
     assert refused.returncode == 1 and b"aborted" in refused.stderr
+
+    reads = [
+        ["group", "list", "--json"],
+        ["group", "progress", "orders", "billing", "--json"],
+        ["group", "consumers", "orders", "billing", "--json"],
+        ["message", "query", "orders", "--key", "order-1", "--json"],
+        ["message", "print", "orders", "--json"],
+        ["dlq", "count", "orders", "billing", "--json"],
+        ["dlq", "list", "orders", "billing", "--json"],
+        ["transaction", "count", "orders", "--json"],
+        ["transaction", "list", "orders", "--json"],
+        ["metrics", "--help"],
+    ]
+    for args, result in zip(reads, run_many(reads, env), strict=True):
+        assert result.returncode == 0, (args, result.stderr)
+        assert b"Traceback" not in result.stderr
+        if "--json" in args:
+            json.loads(result.stdout)
     assert run_rmq(["topic", "delete", "orders", "--yes"], env).returncode == 0
 
 
