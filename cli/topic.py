@@ -1,5 +1,5 @@
-"""`rmq topic create|delete|list|status` (mqadmin updateTopic, deleteTopic, topicList,
-topicStatus)."""
+"""`rmq topic create|update|delete|list|status|trim` (mqadmin updateTopic, deleteTopic, topicList,
+topicStatus; trim runs the retention now)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
-from rmq.admin import Admin, TopicStatus
+from rmq.admin import Admin, TopicStatus, TopicTrim
+from rmq.retention import Policy
+from rmq.topics import TopicInfo
 
-from .options import JsonOption, TopicArg, YesOption
+from .options import JsonOption, TopicArg, YesOption, parse_duration
 from .runtime import confirm, output, run_admin
 
 app = typer.Typer(help="Create, list, inspect and delete topics.", no_args_is_help=True)
@@ -18,6 +20,91 @@ app = typer.Typer(help="Create, list, inspect and delete topics.", no_args_is_he
 
 def _created(ms: int) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat() if ms else None
+
+
+RetentionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--retention",
+        help="Keep acknowledged messages this long: 500ms, 30s, 5m, 2h, 3d "
+        "(default: RMQ_RETENTION, 72h; 'default' resets).",
+        show_default=False,
+    ),
+]
+MaxLenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-len",
+        help="Hard cap: most messages per queue, acknowledged or not (0 or 'off': no cap; "
+        "default: RMQ_RETENTION_MAX_LEN; 'default' resets).",
+        show_default=False,
+    ),
+]
+MaxAgeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-age",
+        help="Hard cap: remove messages older than this, acknowledged or not (0 or 'off': no "
+        "cap; default: RMQ_RETENTION_MAX_AGE; 'default' resets).",
+        show_default=False,
+    ),
+]
+
+
+def _retention_changes(
+    retention: str | None, max_len: str | None, max_age: str | None
+) -> dict[str, float | int | None]:
+    """The topic retention fields the options set ('default' = None: back to the setting)."""
+    changes: dict[str, float | int | None] = {}
+    if retention is not None:
+        changes["retention"] = None if retention == "default" else parse_duration(retention)
+    if max_len is not None:
+        if max_len in ("default", "off"):
+            changes["retention_max_len"] = None if max_len == "default" else 0
+        elif max_len.isdigit():
+            changes["retention_max_len"] = int(max_len)
+        else:
+            raise typer.BadParameter(f"--max-len {max_len!r}: a number, 'off' or 'default'")
+    if max_age is not None:
+        if max_age in ("default", "off"):
+            changes["retention_max_age"] = None if max_age == "default" else 0.0
+        else:
+            changes["retention_max_age"] = parse_duration(max_age)
+    return changes
+
+
+def _policy_doc(rules: Policy) -> dict[str, float | int | None]:
+    return {
+        "retention_seconds": rules.retention,
+        "max_len": rules.max_len,
+        "max_age_seconds": rules.max_age,
+    }
+
+
+def _policy_text(rules: Policy) -> str:
+    caps = []
+    if rules.max_len:
+        caps.append(f"max {rules.max_len} messages")
+    if rules.max_age:
+        caps.append(f"max age {_duration(rules.max_age)}")
+    return f"retention {_duration(rules.retention)}" + (
+        f", hard cap: {', '.join(caps)}" if caps else ""
+    )
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def _overrides(info: TopicInfo) -> dict[str, float | int | None]:
+    return {
+        "retention_seconds": info.retention,
+        "max_len": info.retention_max_len,
+        "max_age_seconds": info.retention_max_age,
+    }
 
 
 @app.command("create")
@@ -30,16 +117,45 @@ def create(
             "--queues", "-q", min=1, max=1024, help="Queues (default: RMQ_DEFAULT_QUEUES)."
         ),
     ] = None,
+    retention: RetentionOption = None,
+    max_len: MaxLenOption = None,
+    max_age: MaxAgeOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Create a topic with N queues (nothing happens if it exists with the same count)."""
-    info, created = run_admin(ctx, lambda admin: admin.create_topic(topic, queues))
+    """Create a topic with N queues (if it exists with the same count, only the retention
+    options given are applied)."""
+    changes = _retention_changes(retention, max_len, max_age)
+    info, created = run_admin(ctx, lambda admin: admin.create_topic(topic, queues, **changes))
     out = output(ctx, json)
     if out.json:
-        out.document({"topic": info.name, "queues": info.queues, "created": created})
+        out.document(
+            {"topic": info.name, "queues": info.queues, "created": created, **_overrides(info)}
+        )
     else:
         verb = "created" if created else "already exists:"
         out.line(f"topic {info.name} {verb} {info.queues} queues")
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    topic: TopicArg,
+    retention: RetentionOption = None,
+    max_len: MaxLenOption = None,
+    max_age: MaxAgeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Change a topic's retention (running workers follow at their next trim)."""
+    changes = _retention_changes(retention, max_len, max_age)
+    if not changes:
+        raise typer.BadParameter("give --retention, --max-len or --max-age")
+    info = run_admin(ctx, lambda admin: admin.update_topic(topic, **changes))
+    out = output(ctx, json)
+    if out.json:
+        out.document({"topic": info.name, **_overrides(info)})
+    else:
+        shown = ", ".join(f"{k}={v}" for k, v in _overrides(info).items() if v is not None)
+        out.line(f"topic {info.name} updated: {shown or 'retention from the settings'}")
 
 
 @app.command("delete")
@@ -89,6 +205,7 @@ def status(ctx: typer.Context, topic: TopicArg, json: JsonOption = False) -> Non
                 "topic": result.name,
                 "created_at": _created(result.created_ms),
                 "groups": result.groups,
+                **(_policy_doc(result.retention) if result.retention else {}),
                 "length": sum(q.length for q in result.queues),
                 "queues": [
                     {
@@ -102,7 +219,54 @@ def status(ctx: typer.Context, topic: TopicArg, json: JsonOption = False) -> Non
         return
     out.table(
         f"topic {result.name}: {len(result.queues)} queues, groups: "
-        + (", ".join(result.groups) or "none"),
+        + (", ".join(result.groups) or "none")
+        + (f"; {_policy_text(result.retention)}" if result.retention else ""),
         ["QUEUE", "LENGTH", "FIRST ID", "LAST ID", "DELAYED"],
         [(q.queue_id, q.length, q.first_id, q.last_id, q.delayed) for q in result.queues],
+    )
+
+
+@app.command("trim")
+def trim(
+    ctx: typer.Context,
+    topic: TopicArg,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be removed; remove nothing.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Apply the topic's retention now (workers do it every RMQ_TRIM_INTERVAL): remove what
+    every group acknowledged and is older than the retention; unacknowledged messages stay
+    unless a hard cap (--max-len/--max-age) is set."""
+    result: TopicTrim = run_admin(ctx, lambda admin: admin.trim(topic, dry_run=dry_run))
+    out = output(ctx, json)
+    if out.json:
+        out.document(
+            {
+                "topic": result.topic,
+                "dry_run": result.dry_run,
+                **_policy_doc(result.retention),
+                "groups": result.groups,
+                "removed": result.removed,
+                "removed_unacked": result.removed_unacked,
+                "streams": [
+                    {
+                        "queue_id": s.queue_id, "stream": s.stream, "removed": s.removed,
+                        "removed_unacked": s.removed_unacked, "kept": s.kept, "bound": s.bound,
+                        "held_by": s.held_by,
+                    }
+                    for s in result.streams
+                ],
+            }
+        )  # fmt: skip
+        return
+    verb = "would remove" if result.dry_run else "removed"
+    out.table(
+        f"topic {result.topic}: {_policy_text(result.retention)}; {verb} {result.removed}"
+        + (f" ({result.removed_unacked} unacknowledged)" if result.removed_unacked else ""),
+        ["QUEUE", "STREAM", "REMOVED", "UNACKED", "KEPT", "BOUND", "HELD BY"],
+        [
+            (s.queue_id, s.stream, s.removed, s.removed_unacked, s.kept, s.bound, s.held_by)
+            for s in result.streams
+        ],
     )

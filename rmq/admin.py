@@ -31,6 +31,7 @@ from .errors import ConfigError, GroupNotFound, TopicNotFound
 from .keys import QueueKeys
 from .message import Message, SendResult
 from .names import validate_group, validate_keys, validate_topic
+from .retention import Policy, StreamTrim, policy, topic_groups, trim_topic
 from .state import GroupQueueState, QueueState, entry_ms, read_queues, server_ms
 from .topics import TopicInfo
 from .transaction import browse as transactions
@@ -50,7 +51,9 @@ __all__ = [
     "QueueProgress",
     "QueueReset",
     "StoredMessage",
+    "StreamTrim",
     "TopicStatus",
+    "TopicTrim",
     "TransactionCount",
 ]
 
@@ -66,6 +69,28 @@ class TopicStatus:
     created_ms: int
     groups: list[str]
     queues: list[QueueState]
+    retention: Policy | None = None
+    """The topic's retention (its overrides applied to the settings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicTrim:
+    """What `Admin.trim` removed (or would remove, in a dry run) from each stream of a topic."""
+
+    topic: str
+    dry_run: bool
+    retention: Policy
+    groups: list[str]
+    streams: list[StreamTrim]
+    """Per queue: the queue stream, then each group's retry stream."""
+
+    @property
+    def removed(self) -> int:
+        return sum(s.removed for s in self.streams)
+
+    @property
+    def removed_unacked(self) -> int:
+        return sum(s.removed_unacked for s in self.streams)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +197,8 @@ class Admin:
     """Entries one search script call reads at most (bounds how long Redis is busy per call)."""
     reset_count_limit = 10_000
     """Entries `reset_offset` counts at most per queue to set an exact lag."""
+    kept_count_limit = 10_000
+    """Entries `trim` counts at most per stream as kept back by a group."""
 
     def __init__(self, app: App) -> None:
         self._app = app
@@ -200,11 +227,15 @@ class Admin:
             raise TopicNotFound(f"topic {topic!r} does not exist (rmq topic list shows them)")
         return info
 
-    async def create_topic(self, topic: str, queues: int | None = None) -> tuple[TopicInfo, bool]:
+    async def create_topic(
+        self, topic: str, queues: int | None = None, **retention: float | None
+    ) -> tuple[TopicInfo, bool]:
         """Create `topic` (default `default_queues` queues); returns (metadata, created).
 
-        Creating an existing topic with the same queue count does nothing; with another count it
-        raises `ConfigError` (changing the count would move sharding keys to other queues).
+        `retention`, `retention_max_len` and `retention_max_age` override the settings of the
+        same names for this topic (a cap of 0 turns the setting's cap off here). Creating an
+        existing topic with the same queue count only applies the retention values given; with
+        another count it raises `ConfigError` (that would move sharding keys to other queues).
         """
         wanted = queues or self.ctx.settings.default_queues
         existing = await self.ctx.topics.get(validate_topic(topic))
@@ -213,9 +244,33 @@ class Admin:
                 raise ConfigError(
                     f"topic {topic!r} exists with {existing.queues} queues, not {wanted}"
                 )
+            if retention and existing.replace(**retention) != existing:
+                existing = await self.ctx.topics.update(topic, **retention)
             return existing, False
-        info = await self.ctx.topics.create(topic, wanted)
+        info = await self.ctx.topics.create(topic, wanted, **retention)
         return info, info.queues == wanted
+
+    async def update_topic(self, topic: str, **retention: float | None) -> TopicInfo:
+        """Set the topic's `retention`, `retention_max_len` or `retention_max_age` (None: back
+        to the setting; a cap of 0: no cap for this topic). Running trimmers follow."""
+        return await self.ctx.topics.update(topic, **retention)
+
+    async def trim(self, topic: str, *, dry_run: bool = False) -> TopicTrim:
+        """Trim the topic's queues now, like the workers' trimmers do every `trim_interval`.
+
+        Never removes an entry a subscribed group has not acknowledged, unless a hard cap is
+        set (those are counted in `removed_unacked`). A dry run removes nothing and reports what
+        one call per queue would remove (at most `trim_batch` entries per stream). Each stream's
+        `kept` counts, up to `kept_count_limit`, the entries older than the retention that a
+        group still holds back.
+        """
+        info = await self.topic(topic)
+        groups = await topic_groups(self.ctx, info.name)
+        rules = policy(self.ctx.settings, info)
+        streams = await trim_topic(
+            self.ctx, info, groups, dry_run=dry_run, count_kept=self.kept_count_limit, rules=rules
+        )
+        return TopicTrim(info.name, dry_run, rules, groups, streams)
 
     async def delete_topic(self, topic: str) -> int:
         """Delete the topic and every key of its queues (messages, DLQs, ...); returns keys removed.
@@ -253,7 +308,9 @@ class Admin:
         info = await self.topic(topic)
         queues = await read_queues(self.ctx, [info], with_ids=True)
         groups = sorted({g.group for q in queues for g in q.groups})
-        return TopicStatus(info.name, info.created_ms, groups, queues)
+        return TopicStatus(
+            info.name, info.created_ms, groups, queues, policy(self.ctx.settings, info)
+        )
 
     # ------------------------------------------------------------------ groups
 

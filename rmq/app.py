@@ -35,6 +35,7 @@ from .errors import ConfigError, ConsumerError, ProducerClosed
 from .message import Message, SendResult
 from .names import validate_group, validate_topic
 from .producer import ErrorCallback, Producer, QueueSelector, SendCallback
+from .retention import Trimmer
 from .retry import RetryPolicy
 from .settings import Settings
 from .transaction.checkback import CheckBack
@@ -77,6 +78,7 @@ class App:
         self._consumers: list[ConsumerRuntime] = []
         self._stop_requested: anyio.Event | None = None
         self._promoters: list[Promoter] = []
+        self._trimmers: list[Trimmer] = []
         self._pull_consumers = 0
 
     def __repr__(self) -> str:
@@ -441,10 +443,13 @@ class App:
             retries = spec.mode == "concurrently" and spec.model == "clustering"
             groups_by_topic.setdefault(spec.topic, []).extend([spec.group] if retries else [])
         self._promoters = [Promoter(ctx, t, groups) for t, groups in groups_by_topic.items()]
+        self._trimmers = [Trimmer(ctx, topic) for topic in groups_by_topic]
         checkbacks = [CheckBack(ctx, group, fn) for group, fn in self._checkers.items()]
         async with anyio.create_task_group() as promoters:
             for promoter in self._promoters:
                 await promoters.start(promoter.run)
+            for trimmer in self._trimmers:
+                await promoters.start(trimmer.run)
             for checkback in checkbacks:
                 await promoters.start(checkback.run)
             async with anyio.create_task_group() as tg:

@@ -6,7 +6,7 @@ of two queues.
 
 ```
 <ns>:topics                          hash    topic -> config JSON
-<ns>:topic:<topic>:groups            set     consumer groups subscribed to the topic
+<ns>:topic:<topic>:groups            set     groups subscribed to the topic (broadcasting ones too)
 <ns>:{<topic>:<q>}:s                 stream  the queue
 <ns>:{<topic>:<q>}:dd:<session>      string  a producer session's last chunk on this queue (expires)
 <ns>:{<topic>:<q>}:half             zset    transactional half messages: msg_id -> next check ms

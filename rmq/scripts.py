@@ -46,6 +46,7 @@ SCRIPT_NAMES = (
     "schedule",
     "send",
     "set_idle",
+    "trim",
 )
 
 

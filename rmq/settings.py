@@ -104,6 +104,19 @@ class Settings:
     """How often orderly members heartbeat, renew leases and recompute their queues."""
     instance_id: str | None = None
 
+    # Retention
+    retention: float = 72 * 3600.0
+    """Acknowledged entries are trimmed once older than this (seconds; RocketMQ keeps 72 h).
+    Entries a subscribed group has not acknowledged are kept however old (see the hard caps)."""
+    retention_max_len: int | None = None
+    """Hard cap: a queue stream keeps at most this many entries, acknowledged or not (off: None)."""
+    retention_max_age: float | None = None
+    """Hard cap: entries older than this (seconds) are removed, acknowledged or not (off: None)."""
+    trim_interval: float = 60.0
+    """How often workers trim the queues of the topics they consume (with +-20% jitter)."""
+    trim_batch: int = 10_000
+    """Most entries one trim script call removes per stream (bounds the time Redis is busy)."""
+
     # Worker runner
     heartbeat_interval: float = 5.0
     """How often worker processes refresh their heartbeat (`rmq worker check`)."""
@@ -128,13 +141,15 @@ class Settings:
             "max_properties_bytes", "max_delay", "promote_batch", "promote_max_sleep",
             "promote_min_sleep", "lease_ttl", "rebalance_interval", "heartbeat_interval",
             "restart_delay", "restart_delay_cap", "transaction_check_immunity",
-            "transaction_check_interval", "transaction_max_checks",
+            "transaction_check_interval", "transaction_max_checks", "trim_interval",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
-        for name in ("send_retries", "shutdown_grace", "startup_timeout", "compress_threshold"):
+        for name in (
+            "send_retries", "shutdown_grace", "startup_timeout", "compress_threshold", "retention",
+        ):  # fmt: skip
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -142,6 +157,22 @@ class Settings:
             raise ConfigError(
                 f"transaction_max_checks must be an int >= 1, got {self.transaction_max_checks!r}"
             )
+        if not isinstance(self.trim_batch, int) or self.trim_batch < 1000:
+            raise ConfigError(
+                f"trim_batch must be an int >= 1000 (well above a stream node's 100 entries), "
+                f"got {self.trim_batch!r}"
+            )
+        if self.retention_max_len is not None and not (
+            isinstance(self.retention_max_len, int) and self.retention_max_len >= 1
+        ):
+            raise ConfigError(
+                f"retention_max_len must be an int >= 1 or unset, got {self.retention_max_len!r}"
+            )
+        age = self.retention_max_age
+        if age is not None and not (
+            isinstance(age, int | float) and math.isfinite(age) and age > 0
+        ):
+            raise ConfigError(f"retention_max_age must be a number > 0 or unset, got {age!r}")
         if self.default_queues > 1024:
             raise ConfigError("default_queues must be <= 1024")
         if self.dedup_window < self.send_timeout:

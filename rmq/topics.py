@@ -1,8 +1,12 @@
-"""Topic metadata: how many queues a topic has. Kept in the hash `<ns>:topics`."""
+"""Topic metadata: how many queues a topic has and its retention overrides. Kept in the hash
+`<ns>:topics` as JSON: `{"queues": 8, "created_ms": ..., "retention": 259200.0}` (the retention
+fields only when set; older configs without them read as "use the settings")."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -21,21 +25,61 @@ MAX_QUEUES = 1024
 _REFRESH_SECONDS = 30.0
 
 
+RETENTION_FIELDS = ("retention", "retention_max_len", "retention_max_age")
+"""The per-topic overrides of the settings of the same names (None = use the setting)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
-    """A topic and its number of queues (streams)."""
+    """A topic, its number of queues (streams) and its retention overrides."""
 
     name: str
     queues: int
     created_ms: int
+    retention: float | None = None
+    """Seconds acknowledged entries are kept; None = the `retention` setting."""
+    retention_max_len: int | None = None
+    """Hard cap on entries per queue; None = the setting, 0 = no cap for this topic."""
+    retention_max_age: float | None = None
+    """Hard cap on entry age in seconds; None = the setting, 0 = no cap for this topic."""
+
+    def __post_init__(self) -> None:
+        for name in RETENTION_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            ok = isinstance(value, int | float) and math.isfinite(value) and value >= 0
+            if name == "retention_max_len":
+                ok = ok and isinstance(value, int)
+            if not ok:
+                raise ConfigError(f"{name} of topic {self.name!r} must be >= 0, got {value!r}")
 
     def to_json(self) -> bytes:
-        return orjson.dumps({"queues": self.queues, "created_ms": self.created_ms})
+        data: dict[str, object] = {"queues": self.queues, "created_ms": self.created_ms}
+        for name in RETENTION_FIELDS:
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
+        return orjson.dumps(data)
 
     @classmethod
     def from_json(cls, name: str, raw: bytes | str) -> TopicInfo:
         data = orjson.loads(raw)
-        return cls(name, int(data["queues"]), int(data.get("created_ms", 0)))
+        max_len = data.get("retention_max_len")
+        return cls(
+            name,
+            int(data["queues"]),
+            int(data.get("created_ms", 0)),
+            retention=_float_or_none(data.get("retention")),
+            retention_max_len=None if max_len is None else int(max_len),
+            retention_max_age=_float_or_none(data.get("retention_max_age")),
+        )
+
+    def replace(self, **changes: object) -> TopicInfo:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _float_or_none(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 class Topics:
@@ -96,20 +140,34 @@ class Topics:
             )
         return await self.create(topic, self._conn.settings.default_queues)
 
-    async def create(self, topic: str, queues: int) -> TopicInfo:
+    async def create(self, topic: str, queues: int, **retention: float | None) -> TopicInfo:
         """Create `topic` with `queues` queues unless it exists; return the stored metadata.
 
-        An existing topic keeps its queue count (compare `.queues` to see whether it differs).
+        `retention`, `retention_max_len`, `retention_max_age` override the settings for this
+        topic. An existing topic keeps its queue count and retention (compare the result).
         """
         validate_topic(topic)
         if not 1 <= queues <= MAX_QUEUES:
             raise ConfigError(f"a topic has 1..{MAX_QUEUES} queues, got {queues}")
-        info = TopicInfo(topic, queues, int(time.time() * 1000))
+        info = TopicInfo(topic, queues, int(time.time() * 1000)).replace(**retention)
         await self._conn.commands.hsetnx(self._keys.topics, topic, info.to_json())
         stored = await self.get(topic)
         if stored is None:  # deleted between the two calls
-            return await self.create(topic, queues)
+            return await self.create(topic, queues, **retention)
         return stored
+
+    async def update(self, topic: str, **retention: float | None) -> TopicInfo:
+        """Change the retention overrides of an existing topic (None: back to the setting)."""
+        unknown = set(retention) - set(RETENTION_FIELDS)
+        if unknown:
+            raise ConfigError(f"not a topic setting: {', '.join(sorted(unknown))}")
+        info = await self.get(validate_topic(topic))
+        if info is None:
+            raise TopicNotFound(f"topic {topic!r} does not exist (rmq topic list shows them)")
+        updated = info.replace(**retention)
+        await self._conn.commands.hset(self._keys.topics, topic, updated.to_json())
+        self._cache[topic] = (updated, time.monotonic())
+        return updated
 
     async def list(self) -> list[TopicInfo]:
         """All topics of the namespace, sorted by name."""

@@ -190,6 +190,35 @@ async def test_admin_on_a_cluster(settings: rmq.Settings) -> None:
         assert await app.cancel_delayed("admin", "nothing") is False
 
 
+async def test_retention_trims_every_node(settings: rmq.Settings, rc: redis.RedisCluster) -> None:
+    app = rmq.App(settings.replace(retention=0.05, trim_interval=0.1))
+    got: list[int] = []
+
+    @app.consumer("kept", group="billing")
+    async def handle(msg: rmq.Message) -> None:
+        if msg.body == 0 and msg.reconsume_times == 0:
+            raise rmq.Retry(delay=0.05)  # one retry stream entry too
+        got.append(msg.body)
+
+    keys = NamespaceKeys(settings.namespace)
+    queues = [keys.queue("kept", q) for q in range(8)]
+    async with running(app):
+        await app.send_batch("kept", list(range(8)), sharding_key="a")
+        for n in range(8, 24):
+            await app.send("kept", n)
+        await wait_until(lambda: sorted(got) == list(range(24)), timeout=20)
+        await wait_until(
+            lambda: sum(int(rc.xlen(q.stream)) + int(rc.xlen(q.retry_stream("billing")))
+                        for q in queues) == 0,
+            what="every queue trimmed",
+        )  # fmt: skip
+        async with rmq.App(settings) as admin_app:
+            await admin_app.send("kept", "late")
+            dry = await admin_app.admin.trim("kept", dry_run=True)
+    assert dry.removed == 0, "this app keeps the default 72 h"
+    assert len(dry.streams) == 16
+
+
 def _move_slot(cluster: EmbeddedCluster, slot: int, source: int, target: int) -> int:
     """Reshard `slot` from node port `source` to node port `target` as redis-cli does; returns
     how many keys moved."""

@@ -109,6 +109,11 @@ def test_every_field_is_settable_from_env() -> None:
         "RMQ_RESTART_DELAY": "0.5",
         "RMQ_RESTART_DELAY_CAP": "10",
         "RMQ_INSTANCE_ID": "pod-7",
+        "RMQ_RETENTION": "0.5",
+        "RMQ_RETENTION_MAX_LEN": "1000",
+        "RMQ_RETENTION_MAX_AGE": "86400",
+        "RMQ_TRIM_INTERVAL": "5",
+        "RMQ_TRIM_BATCH": "2000",
     }
     assert set(env) == {Settings.env_var(f.name) for f in dataclasses.fields(Settings)}
     s = Settings.from_env(env)
@@ -152,6 +157,11 @@ def test_every_field_is_settable_from_env() -> None:
         restart_delay=0.5,
         restart_delay_cap=10.0,
         instance_id="pod-7",
+        retention=0.5,
+        retention_max_len=1000,
+        retention_max_age=86400.0,
+        trim_interval=5.0,
+        trim_batch=2000,
     )
     assert type(s.max_connections) is int
     assert type(s.socket_timeout) is float
@@ -281,7 +291,9 @@ POSITIVE = [
     "backoff_base",
     "backoff_cap",
 ]
-NON_NEGATIVE = ["send_retries", "shutdown_grace", "startup_timeout", "compress_threshold"]
+NON_NEGATIVE = [
+    "send_retries", "shutdown_grace", "startup_timeout", "compress_threshold", "retention",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", POSITIVE)
@@ -302,6 +314,20 @@ def test_non_negative_fields(name: str) -> None:
     assert getattr(Settings(**kwargs(name, 0)), name) == 0
     with pytest.raises(ConfigError, match=name):
         Settings(**kwargs(name, -1))
+
+
+def test_retention_defaults_and_validation() -> None:
+    s = Settings()
+    assert (s.retention, s.retention_max_len, s.retention_max_age) == (72 * 3600.0, None, None)
+    assert (s.trim_interval, s.trim_batch) == (60.0, 10_000)
+    assert Settings.from_env({"RMQ_RETENTION_MAX_LEN": ""}).retention_max_len is None
+    for bad in (
+        {"retention_max_len": 0}, {"retention_max_len": 1.5}, {"retention_max_age": 0},
+        {"retention_max_age": math.inf}, {"trim_batch": 999}, {"trim_interval": 0},
+        {"retention": math.nan},
+    ):  # fmt: skip
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            Settings(**bad)
 
 
 def test_max_properties_bytes_must_be_positive() -> None:

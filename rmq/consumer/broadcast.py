@@ -164,6 +164,8 @@ class BroadcastConsumer:
         assert self.instance_id is not None
         info = await self.ctx.topics.ensure(self.topic)
         client = self.ctx.conn.commands
+        # subscribed: trimming keeps what this group's instances have not read yet
+        await call(client, "SADD", self.ctx.keys.topic_groups(self.topic), self.group)
         start = start_argument(self.spec.start)
         for queue_id in range(info.queues):
             queue = self.ctx.keys.queue(self.topic, queue_id)

@@ -13,6 +13,7 @@ def test_create_list_status(cli: Invoke) -> None:
     assert out.stdout.strip() == "topic orders created 3 queues"
     assert as_json(cli("topic", "create", "orders", "-q", "3", "--json")) == {
         "topic": "orders", "queues": 3, "created": False,
+        "retention_seconds": None, "max_len": None, "max_age_seconds": None,
     }  # fmt: skip
     cli("topic", "create", "audit")
     listed = as_json(cli("topic", "list", "--json"))
@@ -60,3 +61,42 @@ def test_delete_needs_yes_or_a_prompt(cli: Invoke, r: redis.Redis, namespace: st
     deleted = as_json(cli("topic", "delete", "orders", "--yes", "--json"))
     assert deleted["deleted"] is True and deleted["keys_removed"] >= 2
     cli("topic", "delete", "orders", "--yes", code=1)
+
+
+def test_retention_options_update_status_and_trim(cli: Invoke) -> None:
+    created = as_json(cli("topic", "create", "orders", "-q", "2", "--retention", "3d", "--json"))
+    assert created["retention_seconds"] == 3 * 86400.0
+    assert created["max_len"] is None
+    status = as_json(cli("topic", "status", "orders", "--json"))
+    assert (status["retention_seconds"], status["max_len"], status["max_age_seconds"]) == (
+        3 * 86400.0, None, None,
+    )  # fmt: skip
+    assert "retention 3d" in cli("topic", "status", "orders").stdout
+    updated = as_json(
+        cli("topic", "update", "orders", "--retention", "0", "--max-len", "2", "--json")
+    )
+    assert (updated["retention_seconds"], updated["max_len"]) == (0.0, 2)
+    cli("send", "orders", "a", "--sharding-key", "k")
+    cli("send", "orders", "b", "--sharding-key", "k")
+    cli("send", "orders", "c", "--sharding-key", "k")
+
+    dry = as_json(cli("topic", "trim", "orders", "--dry-run", "--json"))
+    assert dry["dry_run"] is True
+    assert (dry["removed"], dry["removed_unacked"], dry["groups"]) == (3, 0, [])
+    rows = dry["streams"]
+    assert [(s["queue_id"], s["stream"]) for s in rows] == [(0, "queue"), (1, "queue")]
+    assert set(rows[0]) == {
+        "queue_id", "stream", "removed", "removed_unacked", "kept", "bound", "held_by",
+    }  # fmt: skip
+    assert as_json(cli("topic", "status", "orders", "--json"))["length"] == 3
+    done = as_json(cli("topic", "trim", "orders", "--json"))
+    assert (done["dry_run"], done["removed"]) == (False, 3)
+    assert as_json(cli("topic", "status", "orders", "--json"))["length"] == 0
+    assert "removed 0" in cli("topic", "trim", "orders").stdout
+
+    reset = as_json(cli("topic", "update", "orders", "--retention", "default", "--json"))
+    assert reset["retention_seconds"] is None
+    cli("topic", "update", "orders", code=2)
+    cli("topic", "update", "orders", "--max-len", "many", code=2)
+    cli("topic", "update", "nope", "--retention", "1h", code=1)
+    cli("topic", "trim", "nope", code=1)

@@ -84,8 +84,9 @@ def problems(path: Path) -> list[str]:
     used_keys = {int(n) for n in re.findall(r"KEYS\[(\d+)\]", p.body)}
     if used_keys != set(keys):
         out.append(f"KEYS used {sorted(used_keys)}, documented {keys}")
-    if re.search(r"KEYS\[[^\d\]]", p.body) or "#KEYS" in p.body:
-        out.append("KEYS indexed by a variable")
+    keys_open = any(re.match(r"\s*KEYS\[\d+\.\.\]", h) for h in p.header)
+    if (re.search(r"KEYS\[[^\d\]]", p.body) or "#KEYS" in p.body) and not keys_open:
+        out.append("KEYS indexed by a variable (document a KEYS[n..] range if it must be)")
     # ARGV
     singles, open_from = documented_argv(p)
     used = {int(n) for n in re.findall(r"ARGV\[(\d+)\]", p.body)}

@@ -1,0 +1,202 @@
+"""Retention: trimming queue streams (and the groups' retry streams) with the `trim` script.
+
+RocketMQ keeps messages 72 hours and consuming deletes nothing; rmq does the same, with one
+promise more: trimming never removes an entry a subscribed group has not acknowledged
+(undelivered, or pending in its PEL), nor one a broadcasting instance has not read, unless a hard
+cap (`retention_max_len`, `retention_max_age`) is set; then the cap wins and every entry it removes
+unacknowledged is counted and logged.
+
+Workers run a `Trimmer` per consumed topic (next to the promoters): every `trim_interval` seconds
+(with jitter, so workers do not trim in step) it calls the script once per queue, all queues in one
+pipeline, and again for the queues whose call stopped at `trim_batch` entries. Any number of
+trimmers may run: the script is atomic and idempotent. `Admin.trim` (`rmq topic trim`) runs the
+same calls on demand, with a dry run.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .connection import broker_error, is_transient
+from .context import Context
+from .settings import Settings
+from .streams import call
+from .topics import TopicInfo
+
+__all__ = ["Policy", "StreamTrim", "Trimmer", "policy", "trim_topic"]
+
+log = logging.getLogger("rmq.retention")
+
+_MAX_ROUNDS = 1000
+"""Most script calls per queue in one `trim_topic` (each removes at most `trim_batch` entries)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The retention of one topic: the settings, overridden by the topic's own values."""
+
+    retention: float
+    """Seconds an acknowledged entry is kept."""
+    max_len: int | None
+    """Hard cap on entries per stream (None: no cap)."""
+    max_age: float | None
+    """Hard cap on entry age in seconds (None: no cap)."""
+
+    def script_args(self) -> tuple[int, int, int]:
+        return (
+            round(self.retention * 1000),
+            self.max_len or 0,
+            round(self.max_age * 1000) if self.max_age else 0,
+        )
+
+
+def policy(settings: Settings, info: TopicInfo) -> Policy:
+    """The retention of `info`'s topic (a topic value 0 turns a cap off for that topic)."""
+
+    def pick(name: str) -> Any:
+        own = getattr(info, name)
+        return getattr(settings, name) if own is None else own
+
+    return Policy(pick("retention"), pick("retention_max_len") or None,
+                  pick("retention_max_age") or None)  # fmt: skip
+
+
+@dataclass(slots=True)
+class StreamTrim:
+    """What trimming did (or, in a dry run, would do) to one stream of a queue."""
+
+    queue_id: int
+    stream: str
+    """"queue" (the queue stream) or "retry:<group>" (a group's retry stream)."""
+    removed: int = 0
+    removed_unacked: int = 0
+    """Removed by a hard cap although some group had not acknowledged them."""
+    kept: int = 0
+    """Entries older than the retention kept because a group has not acknowledged them (or an
+    entry before them); counted only when asked for, up to a limit."""
+    bound: str | None = None
+    """The entries below this id were removed (the last bound used)."""
+    held_by: str | None = None
+    """What set the bound: "retention", "group <name>", "broadcast <group>" or "cap"."""
+
+
+async def topic_groups(ctx: Context, topic: str) -> list[str]:
+    """The groups subscribed to `topic` (consumer groups and broadcasting groups), sorted."""
+    members = await call(ctx.conn.commands, "SMEMBERS", ctx.keys.topic_groups(topic))
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
+async def trim_topic(
+    ctx: Context,
+    info: TopicInfo,
+    groups: list[str],
+    *,
+    dry_run: bool = False,
+    count_kept: int = 0,
+    rules: Policy | None = None,
+) -> list[StreamTrim]:
+    """Trim every queue of `info` (one script call per queue per round, pipelined), repeating
+    for the queues that stopped at `trim_batch` entries; a dry run makes one round.
+
+    Returns one `StreamTrim` per stream: per queue, the queue stream then each group's retry
+    stream. Raises the first error (after the other queues were trimmed).
+    """
+    settings = ctx.settings
+    rules = rules or policy(settings, info)
+    script = ctx.conn.scripts["trim"]
+    args = (*rules.script_args(), settings.trim_batch, int(dry_run), count_kept, *groups)
+    names = ["queue", *(f"retry:{g}" for g in groups)]
+    totals = {q: [StreamTrim(q, name) for name in names] for q in range(info.queues)}
+    todo = list(range(info.queues))
+    error: BaseException | None = None
+    for _ in range(1 if dry_run else _MAX_ROUNDS):
+        if not todo:
+            break
+        commands = []
+        for q in todo:
+            queue = ctx.keys.queue(info.name, q)
+            keys = [queue.stream]
+            for group in groups:
+                keys += [queue.retry_stream(group), queue.broadcast_offsets(group)]
+            commands.append(script.evalsha_args(keys, args))
+        replies = await ctx.conn.scripts.pipeline(ctx.conn.commands, commands)
+        again = []
+        for q, reply in zip(todo, replies, strict=True):
+            if isinstance(reply, BaseException):
+                error = error or broker_error(reply, f"trimming {info.name}[{q}]")
+                continue
+            more = False
+            for row, total in zip(reply, totals[q], strict=True):
+                more |= _add(total, row)
+            if more:
+                again.append(q)
+        todo = again
+    if error is not None:
+        raise error
+    return [row for q in range(info.queues) for row in totals[q]]
+
+
+def _add(total: StreamTrim, row: list[Any]) -> bool:
+    """Add one script reply row to `total`; True when the call stopped at its budget."""
+    removed, unacked, kept, bound, held_by, more = row
+    total.removed += int(removed)
+    total.removed_unacked += int(unacked)
+    total.kept = int(kept)
+    bound = bound.decode() if isinstance(bound, bytes) else str(bound)
+    held_by = held_by.decode() if isinstance(held_by, bytes) else str(held_by)
+    if bound:
+        total.bound, total.held_by = bound, held_by
+    return bool(int(more))
+
+
+class Trimmer:
+    """Trims the queues of `topic` every `trim_interval` seconds until cancelled."""
+
+    def __init__(self, ctx: Context, topic: str) -> None:
+        self.ctx = ctx
+        self.topic = topic
+        self.removed = 0
+        self.removed_unacked = 0
+        self.rounds = 0
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Trim until cancelled; errors are logged and the next interval tries again."""
+        interval = self.ctx.settings.trim_interval
+        task_status.started()
+        await anyio.sleep(random.uniform(0.1, 1.0) * interval)  # workers started together spread
+        while True:
+            try:
+                await self.trim_once()
+            except Exception as exc:
+                level = logging.WARNING if is_transient(exc) else logging.ERROR
+                log.log(level, "trimming %s failed (retrying in %.0fs): %r", self.topic,
+                        interval, exc)  # fmt: skip
+            await anyio.sleep(random.uniform(0.8, 1.2) * interval)
+
+    async def trim_once(self) -> list[StreamTrim]:
+        """Trim every queue of the topic once (nothing when the topic does not exist)."""
+        ctx = self.ctx
+        info = await ctx.topics.get(self.topic)
+        if info is None:
+            return []
+        groups = await topic_groups(ctx, self.topic)
+        rows = await trim_topic(ctx, info, groups)
+        self.rounds += 1
+        removed = sum(r.removed for r in rows)
+        self.removed += removed
+        for row in rows:
+            if row.removed_unacked:
+                self.removed_unacked += row.removed_unacked
+                log.warning(
+                    "retention cap removed %d unacknowledged entries of %s[%d] %s",
+                    row.removed_unacked, self.topic, row.queue_id, row.stream,
+                )  # fmt: skip
+        if removed:
+            log.debug("trimmed %d entries of %s", removed, self.topic)
+        return rows
