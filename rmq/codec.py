@@ -37,6 +37,7 @@ __all__ = [
     "decode_body",
     "decode_entry",
     "decode_fields",
+    "decode_properties",
     "encode_body",
     "encode_properties",
 ]
@@ -173,7 +174,7 @@ def decode_fields(entry_id: str, flat: list[bytes] | dict[bytes, bytes]) -> Deco
                 msg_id.decode(),
                 tag.decode() if tag else None,
                 keys.decode().split(" ") if keys else [],
-                _properties(props),
+                decode_properties(props),
                 decode_body(data, int(flags)),
             )
         except (DecodeError, ValueError, UnicodeDecodeError):
@@ -181,7 +182,8 @@ def decode_fields(entry_id: str, flat: list[bytes] | dict[bytes, bytes]) -> Deco
     return decode_entry(entry_id, dict(zip(flat[0::2], flat[1::2], strict=False)))
 
 
-def _properties(raw: bytes) -> dict[str, str]:
+def decode_properties(raw: bytes) -> dict[str, str]:
+    """The properties field `p`: a JSON object, or '' for none."""
     if not raw:
         return {}
     value = _loads(raw)
@@ -204,7 +206,7 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes]) -> DecodedEntry:
         tag = raw_tag.decode() if raw_tag else None
         raw_keys = fields.get(b"k")
         keys = raw_keys.decode().split(" ") if raw_keys else []
-        properties = _properties(fields.get(b"p") or b"")
+        properties = decode_properties(fields.get(b"p") or b"")
         body = decode_body(data, flags)
         raw_retries, raw_origin, raw_first = fields.get(b"r"), fields.get(b"o"), fields.get(b"f")
         retries = int(raw_retries) if raw_retries else 0

@@ -345,6 +345,7 @@ class Producer:
             await self.flush()
         finally:
             self._closed = True
+            metrics.flush_published()
 
     # ------------------------------------------------------------------ preparing
 
@@ -596,8 +597,8 @@ class Producer:
                 if not isinstance(result, BaseException):
                     self._resolve(chunk, result)
                     topic = chunk[0].topic
-                    metrics.published(topic, "ok", len(chunk), elapsed)
-                    metrics.payload_sizes(topic, [len(item.args[5]) for item in chunk])
+                    sizes = [len(item.args[5]) for item in chunk]
+                    metrics.published(topic, "ok", len(chunk), elapsed, sizes=sizes)
                 elif is_transient(result):
                     retry.append(chunk)
                     last_error = result

@@ -6,6 +6,7 @@ tested directly (in this process, and in child processes in multiprocess mode).
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
@@ -115,14 +116,35 @@ def test_consumer_meter_publishes_per_batch(topic: str) -> None:
     meter.finished(metrics.ConsumeResult.ACK, 0.01)
     meter.finished(metrics.ConsumeResult.ACK, 0.02)
     meter.finished(metrics.ConsumeResult.SKIP)
+    meter.acked(0.03)  # the shorthand for finished(ACK, ...)
     assert value("rmq_messages_consumed_total", topic=topic, group="g", result="ack") == 0
     meter.flush()
-    assert value("rmq_messages_consumed_total", topic=topic, group="g", result="ack") == 2
+    assert value("rmq_messages_consumed_total", topic=topic, group="g", result="ack") == 3
     assert value("rmq_messages_consumed_total", topic=topic, group="g", result="skip") == 1
-    assert value("rmq_consume_duration_seconds_count", topic=topic, group="g") == 2
+    assert value("rmq_consume_duration_seconds_count", topic=topic, group="g") == 3
     assert value("rmq_delivery_latency_seconds_sum", topic=topic, group="g") == pytest.approx(1.25)
     meter.flush()  # nothing new: nothing changes
-    assert value("rmq_messages_consumed_total", topic=topic, group="g", result="ack") == 2
+    assert value("rmq_messages_consumed_total", topic=topic, group="g", result="ack") == 3
+
+
+async def test_sends_are_tallied_and_exported_soon(topic: str) -> None:
+    """On an event loop, successful sends reach prometheus_client by a timer, or at once when
+    the registry is collected (a scrape) or `flush_published()` is called."""
+    child = metrics.PUBLISHED.labels(topic, "ok")
+    metrics.published(topic, "ok", 2, seconds=0.001, sizes=[10, 20])
+    metrics.payload_sizes(topic, [5000])
+    assert child._value.get() == 0  # tallied, not exported yet
+    assert value("rmq_messages_published_total", topic=topic, status="ok") == 2  # scrape exports
+    assert value("rmq_message_payload_bytes_count", topic=topic) == 3
+    assert value("rmq_publish_duration_seconds_count", topic=topic) == 1
+    metrics.published(topic, "ok", 3, seconds=0.002)
+    await asyncio.sleep(0.8)  # the timer
+    assert child._value.get() == 5
+    metrics.published(topic, "ok", 1)
+    metrics.flush_published()
+    assert child._value.get() == 6
+    metrics.published(topic, "error", 1, seconds=0.5)  # failures are not deferred
+    assert metrics.PUBLISHED.labels(topic, "error")._value.get() == 1
 
 
 def test_metric_names_are_complete_and_follow_the_rules() -> None:
@@ -139,12 +161,20 @@ def test_metric_names_are_complete_and_follow_the_rules() -> None:
 
 
 CHILD = """
+import asyncio
 import sys
 from rmq import metrics
 topic, n = sys.argv[1], int(sys.argv[2])
 metrics.consumed(topic, "g", "ack", n)
 metrics.in_flight(topic, "g", n)
 metrics.consume_durations(topic, "g", [0.01] * n)
+
+
+async def send() -> None:  # tallied on a loop that is gone before the timer: exported at exit
+    metrics.published(topic, "ok", n, seconds=0.001, sizes=[100] * n)
+
+
+asyncio.run(send())
 """
 
 
@@ -163,6 +193,8 @@ async def test_multiprocess_mode_aggregates_children(tmp_path: Path, topic: str)
     assert got[("rmq_messages_consumed_total", labels)] == 7
     assert got[("rmq_consume_duration_seconds_count", (("group", "g"), ("topic", topic)))] == 7
     assert got[("rmq_messages_in_flight", (("group", "g"), ("topic", topic)))] == 7
+    assert got[("rmq_messages_published_total", (("status", "ok"), ("topic", topic)))] == 7
+    assert got[("rmq_message_payload_bytes_count", (("topic", topic),))] == 7
     metrics.process_dead(pids[0], str(tmp_path))
     got = parse(await metrics.render(directory=str(tmp_path)))
     assert got[("rmq_messages_in_flight", (("group", "g"), ("topic", topic)))] == 4  # livesum

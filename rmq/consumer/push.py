@@ -37,7 +37,6 @@ from ..connection import Backoff, is_nogroup, is_transient
 from ..context import Context
 from ..dlq import DeadLetterInfo, describe_error
 from ..errors import DecodeError, Reject, Retry, Skip
-from ..ids import born_ms
 from ..message import Message
 from ..retry import seconds
 from ..streams import Entry, xautoclaim, xpending_rows
@@ -51,6 +50,7 @@ log = logging.getLogger("rmq.consumer")
 
 _REAP_EVERY_TICKS = 60
 _CLAIM_COUNT = 100
+_MAX_FETCH_GROWTH = 8
 
 
 def consumer_name() -> str:
@@ -106,9 +106,10 @@ class PushConsumer:
         self._limiter = anyio.CapacityLimiter(self.concurrency)
         self._queues: dict[str, _Queue] = {}
         self._ready: deque[Message] = deque()
+        self._idle: deque[asyncio.Future[None]] = deque()  # one per worker waiting for work
+        self._inline = spec.is_async and spec.timeout is None  # await the handler directly
         self._held: dict[str, dict[str, float]] = {}
         self._held_count = 0
-        self._work = asyncio.Event()
         self._room = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stopping = False
@@ -132,7 +133,7 @@ class PushConsumer:
         """Ask the consumer to stop gracefully (returns at once; `run` returns when done)."""
         self._stopping = True
         self._stop_requested.set()
-        self._work.set()
+        self._wake(len(self._idle))
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Consume until `stop()`; then drain gracefully and return."""
@@ -176,7 +177,12 @@ class PushConsumer:
     # ------------------------------------------------------------------ fetching
 
     async def _fetch_loop(self, streams: list[str]) -> None:
-        """Read `streams` (all of them on one server; one queue's on a cluster) until cancelled."""
+        """Read `streams` (all of them on one server; one queue's on a cluster) until cancelled.
+
+        COUNT starts at `fetch_batch` and doubles (up to `_MAX_FETCH_GROWTH` times it) while reads
+        come back full, always within the room `prefetch` leaves; a read that is not full resets
+        it, and then the handlers of what it brought start before the next read is written.
+        """
         settings = self.ctx.settings
         conn = self.ctx.conn
         wire = conn.wire_for(streams[0])
@@ -185,6 +191,10 @@ class PushConsumer:
         block = ("BLOCK", int(settings.block_seconds * 1000), "STREAMS")
         backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         drain: dict[str, str] = dict.fromkeys(streams, "0")
+        base = self.fetch_batch
+        ceiling = base * _MAX_FETCH_GROWTH
+        want = base
+        per_stream = len(self._queues)
         try:
             while True:
                 room = self.prefetch - self._held_count
@@ -192,7 +202,7 @@ class PushConsumer:
                     self._room.clear()
                     await self._room.wait()
                     continue
-                count = max(1, min(self.fetch_batch, room // len(self._queues)))
+                count = max(1, min(want, room // per_stream))
                 if drain:  # this consumer's own pending entries first
                     command = (*head, count, "STREAMS", *drain, *drain.values())
                 else:
@@ -207,6 +217,7 @@ class PushConsumer:
                         wire = conn.wire_for(streams[0])
                     continue
                 backoff.reset()
+                full = False
                 if drain:
                     finished = set(drain)
                     for raw_name, entries in reply or ():
@@ -219,7 +230,15 @@ class PushConsumer:
                         drain.pop(stream, None)
                 else:
                     for raw_name, entries in reply or ():
+                        if len(entries) >= count:
+                            full = True
                         await self._accept(raw_name.decode(), entries, redelivered=False)
+                if full:
+                    want = min(want * 2, ceiling)
+                else:
+                    want = base
+                    if reply and self._ready:
+                        await asyncio.sleep(0)  # caught up: handlers first, then a blocking read
         finally:
             await wire.close()
 
@@ -306,7 +325,7 @@ class PushConsumer:
         if accepted:
             self._held_count += accepted
             self.stats.received += accepted
-            self._work.set()
+            self._wake(accepted)
         if trimmed:
             self.stats.trimmed += len(trimmed)
             log.warning(
@@ -326,23 +345,36 @@ class PushConsumer:
 
     # ------------------------------------------------------------------ handling
 
+    def _wake(self, count: int) -> None:
+        """Wake up to `count` idle workers (one per new message, not all of them)."""
+        idle = self._idle
+        while count > 0 and idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
     async def _worker(self) -> None:
         ready = self._ready
-        work = self._work
+        idle = self._idle
+        loop = asyncio.get_running_loop()
         while not self._stopping:
-            if not ready:
-                work.clear()
-                await work.wait()
-                continue
-            await self._handle(ready.popleft())
+            if ready:
+                await self._handle(ready.popleft())
+            else:
+                waiter = loop.create_future()
+                idle.append(waiter)
+                await waiter
 
     async def _handle(self, msg: Message) -> None:
         self._running += 1
         meter = self.meter
-        meter.started(born_ms(msg.msg_id) or int(msg.offset.partition("-")[0]))
+        meter.started(msg._born_ms or int(msg.offset.partition("-")[0]))
         started = time.perf_counter()
         try:
-            if self.spec.timeout is None:
+            if self._inline:
+                await self.spec.handler(msg)  # type: ignore[misc]
+            elif self.spec.timeout is None:
                 await self._call(msg)
             else:
                 with anyio.fail_after(self.spec.timeout):
@@ -361,7 +393,7 @@ class PushConsumer:
             meter.finished(self._failed(msg, exc), time.perf_counter() - started)
         else:
             self.stats.handled += 1
-            meter.finished(metrics.ConsumeResult.ACK, time.perf_counter() - started)
+            meter.acked(time.perf_counter() - started)
             self.outcomes.ack(msg._stream, msg.offset)
         finally:
             self._running -= 1
