@@ -68,6 +68,7 @@ __all__ = [
     "render",
     "retried",
     "transactions",
+    "trimmed",
 ]
 
 log = logging.getLogger("rmq.metrics")
@@ -87,6 +88,7 @@ class ConsumeResult(enum.StrEnum):
 PUBLISH_STATUSES = ("ok", "error")
 DEAD_LETTER_REASONS = ("max_retries", "max_deliveries", "rejected", "undecodable", "other")
 TRANSACTION_OUTCOMES = ("commit", "rollback", "unknown", "discarded")
+TRIM_STATES = ("acked", "unacked")
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _LATENCY = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -205,6 +207,11 @@ FILTERED = Counter(
 TRANSACTIONS = Counter(
     "rmq_transactions", "Transactional (half) messages resolved, by outcome.", ["topic", "outcome"]
 )
+TRIMMED = Counter(
+    "rmq_messages_trimmed",
+    "Stream entries removed by retention: acked, or unacked (removed by a hard cap).",
+    ["topic", "state"],
+)
 
 _STATE_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rmq_stream_length": ("Messages stored in the topic's queue streams.", ("topic",)),
@@ -235,6 +242,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "rmq_consume_duration_seconds", "rmq_delivery_latency_seconds", "rmq_messages_in_flight",
         "rmq_messages_reclaimed_total", "rmq_messages_retried_total",
         "rmq_messages_dead_lettered_total", "rmq_messages_filtered_total", "rmq_transactions_total",
+        "rmq_messages_trimmed_total",
         *_STATE_METRICS,
     }
 )  # fmt: skip
@@ -372,6 +380,14 @@ def transactions(topic: str, outcome: str, count: int = 1) -> None:
     if outcome not in TRANSACTION_OUTCOMES:
         raise ValueError(f"outcome must be one of {TRANSACTION_OUTCOMES}, got {outcome!r}")
     _child(TRANSACTIONS, topic, outcome).inc(count)
+
+
+def trimmed(topic: str, removed: int, removed_unacked: int = 0) -> None:
+    """Entries removed by retention; `removed_unacked` of them were removed by a hard cap."""
+    if removed_unacked:
+        _child(TRIMMED, topic, "unacked").inc(removed_unacked)
+    if removed > removed_unacked:
+        _child(TRIMMED, topic, "acked").inc(removed - removed_unacked)
 
 
 class ConsumerMeter:

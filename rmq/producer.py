@@ -141,6 +141,8 @@ class Producer:
         self._wire: tuple[Context, WireSet] | None = None
         self._session_pid = 0
         self._session_id = ""
+        self._send_keys_cache: tuple[Context | None, str, dict[tuple[str, int], tuple[str, str]]]
+        self._send_keys_cache = (None, "", {})
 
     # ------------------------------------------------------------------ public API
 
@@ -179,7 +181,7 @@ class Producer:
             # Nothing in flight: send inline, without waking another task.
             self._flushing = True
             try:
-                await self._flush([item])
+                await self._store(ctx, [[item]])
             finally:
                 self._flushing = False
                 if self._buffer:
@@ -526,15 +528,27 @@ class Producer:
         items[:] = leftover
         return list(by_queue.values())
 
+    def _send_keys(self, ctx: Context, topic: str, queue_id: int) -> tuple[str, str]:
+        """The `send` script's keys for a queue (the stream, this session's dedup record)."""
+        session = self.session
+        cache = self._send_keys_cache
+        if cache[0] is not ctx or cache[1] != session:
+            cache = self._send_keys_cache = (ctx, session, {})
+        keys = cache[2].get((topic, queue_id))
+        if keys is None:
+            queue = ctx.keys.queue(topic, queue_id)
+            keys = cache[2][(topic, queue_id)] = (queue.stream, queue.dedup(session))
+        return keys
+
     def _command(self, ctx: Context, chunk: list[_Outgoing], retry: bool) -> tuple[Any, ...]:
         first = chunk[0]
-        queue = ctx.keys.queue(first.topic, first.queue_id)
         args: list[Any] = [int(ctx.settings.dedup_window * 1000), "1" if retry else "0"]
         if first.when is None:
             for item in chunk:
                 args += item.args
             script = ctx.conn.scripts["send"]
-            return script.evalsha_args((queue.stream, queue.dedup(self.session)), args)
+            return script.evalsha_args(self._send_keys(ctx, first.topic, first.queue_id), args)
+        queue = ctx.keys.queue(first.topic, first.queue_id)
         args.append(ctx.keys.wake(first.topic))
         for item in chunk:
             assert item.when is not None
@@ -561,22 +575,19 @@ class Producer:
 
     async def _store(self, ctx: Context, chunks: list[list[_Outgoing]]) -> None:
         """Store chunks (at most one per queue), retrying transient failures within the deadline."""
-        settings = ctx.settings
-        backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         wire = self._wire_for(ctx)
         try:
-            await self._attempts(ctx, wire, backoff, chunks)
+            await self._attempts(ctx, wire, chunks)
         except BaseException:
             cancelled = PublishError("the send was cancelled; the message may or may not be stored")
             for chunk in chunks:
                 self._fail(chunk, cancelled)
             raise
 
-    async def _attempts(
-        self, ctx: Context, wire: WireSet, backoff: Backoff, chunks: list[list[_Outgoing]]
-    ) -> None:
+    async def _attempts(self, ctx: Context, wire: WireSet, chunks: list[list[_Outgoing]]) -> None:
         """Round trips until every chunk is resolved or failed; `chunks` always holds the rest."""
         settings = ctx.settings
+        backoff: Backoff | None = None
         retrying = False
         while chunks:
             commands = [self._command(ctx, chunk, retrying) for chunk in chunks]
@@ -606,6 +617,8 @@ class Producer:
                     self._fail(chunk, _script_failure(result))
             if not retry:
                 return
+            if backoff is None:
+                backoff = Backoff(settings.backoff_base, settings.backoff_cap)
             delay = backoff.next_delay()
             deadline = min(chunk[0].deadline for chunk in retry)
             if backoff.attempt > settings.send_retries or time.monotonic() + delay >= deadline:

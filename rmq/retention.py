@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from . import metrics
 from .connection import broker_error, is_transient
 from .context import Context
 from .settings import Settings
@@ -190,13 +191,16 @@ class Trimmer:
         self.rounds += 1
         removed = sum(r.removed for r in rows)
         self.removed += removed
+        unacked = 0
         for row in rows:
             if row.removed_unacked:
-                self.removed_unacked += row.removed_unacked
+                unacked += row.removed_unacked
                 log.warning(
                     "retention cap removed %d unacknowledged entries of %s[%d] %s",
                     row.removed_unacked, self.topic, row.queue_id, row.stream,
                 )  # fmt: skip
+        self.removed_unacked += unacked
         if removed:
+            metrics.trimmed(self.topic, removed, unacked)
             log.debug("trimmed %d entries of %s", removed, self.topic)
         return rows

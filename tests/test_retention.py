@@ -15,6 +15,7 @@ import redis
 from redis.exceptions import ResponseError
 
 import rmq
+from rmq import metrics
 from rmq.keys import NamespaceKeys
 from rmq.retention import Trimmer, policy
 from rmq.topics import TopicInfo
@@ -207,3 +208,19 @@ async def test_trimmer_survives_errors(opened: rmq.App, r: redis.Redis, namespac
         await wait_until(lambda: fast.rounds > 0)
         tg.cancel_scope.cancel()
     assert await Trimmer(ctx, "missing").trim_once() == []
+
+
+async def test_trimmer_counts_trimmed_entries_in_metrics(opened: rmq.App, r: redis.Redis) -> None:
+    admin = opened.admin
+    topic = f"trim-metrics-{random.randrange(10**9)}"  # metrics are per process: a fresh label
+    await admin.create_topic(topic, queues=1, retention=0.0, retention_max_len=2)
+    async with opened.pull_consumer(topic, "audit") as pc:
+        await opened.send_batch(topic, list(range(6)))
+        for message in await pc.receive(max_messages=2, wait=1.0):
+            await pc.ack(message)  # 0 and 1 acknowledged; 2..5 not read
+    trimmer = Trimmer(opened.context, topic)
+    rows = await trimmer.trim_once()
+    assert (sum(t.removed for t in rows), trimmer.removed_unacked) == (4, 2)
+    assert metrics.TRIMMED.labels(topic, "acked")._value.get() == 2
+    assert metrics.TRIMMED.labels(topic, "unacked")._value.get() == 2
+    assert [m.body for m in await admin.messages(topic, count=10)] == [4, 5]

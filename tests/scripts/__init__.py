@@ -1,6 +1,6 @@
 """Tests of each Lua script in rmq/lua/, called directly (through `rmq.scripts.Scripts`).
 
-Shared helpers live here; each test module defines its own `client` fixture with `connect()`.
+Shared helpers live here; conftest.py holds the `client` (every script loaded) and `q` fixtures.
 Clients decode responses to str, except where a test needs the raw bytes.
 """
 

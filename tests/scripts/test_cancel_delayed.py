@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
 from rmq.keys import QueueKeys
-from tests.scripts import SCRIPTS, call, connect, queue_keys, server_ms
+from tests.scripts import call, queue_keys, server_ms
 
 CHANNEL = "wake"
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        await SCRIPTS.load_all(c)
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 async def schedule(client: Redis, q: QueueKeys, msg_id: str, after_ms: int) -> list[Any]:

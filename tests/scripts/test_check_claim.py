@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -13,7 +12,7 @@ from redis.asyncio import Redis
 
 from rmq.errors import ScriptError
 from rmq.keys import QueueKeys
-from tests.scripts import SCRIPTS, connect, entries, queue_keys, server_ms
+from tests.scripts import SCRIPTS, connect, entries, server_ms
 from tests.scripts.halves import (
     GROUP,
     check_claim,
@@ -26,18 +25,6 @@ from tests.scripts.halves import (
     scores,
     unpacked,
 )
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        await SCRIPTS.load_all(c)
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 async def test_nothing_is_claimed_before_the_immunity_time(client: Redis, q: QueueKeys) -> None:

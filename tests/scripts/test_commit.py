@@ -3,15 +3,13 @@ the commit on), exactly once; nothing changes when any of them cannot be committ
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import pytest
 from redis.asyncio import Redis
 
 from rmq.errors import ScriptError
 from rmq.keys import QueueKeys
-from tests.scripts import SCRIPTS, connect, entries, queue_keys, server_ms
+from tests.scripts import SCRIPTS, connect, entries, server_ms
 from tests.scripts.halves import (
     CHANNEL,
     GROUP,
@@ -25,18 +23,6 @@ from tests.scripts.halves import (
     scores,
     unpacked,
 )
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        await SCRIPTS.load_all(c)
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 async def test_appends_and_forgets_the_half(client: Redis, q: QueueKeys) -> None:

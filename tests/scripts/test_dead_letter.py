@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,21 +9,10 @@ from redis.asyncio import Redis
 
 from rmq.errors import ScriptError
 from rmq.keys import QueueKeys
-from tests.scripts import add_entries, call, connect, entries, group_info, pending, queue_keys
+from tests.scripts import add_entries, call, connect, entries, group_info, pending
 
 GROUP = "g"
 META = ["reason", "max-deliveries", "error", "ValueError: boom", "topic", "orders", "queue", "0"]
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 async def dead_letter(

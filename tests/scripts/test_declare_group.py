@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from rmq.errors import ScriptError
 from rmq.keys import QueueKeys
-from tests.scripts import add_entries, call, connect, group_info, queue_keys, read_ids
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
+from tests.scripts import add_entries, call, group_info, read_ids
 
 
 async def declare(client: Redis, q: QueueKeys, group: str, start: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,7 +9,7 @@ from redis.asyncio import Redis
 
 from rmq.errors import ScriptError
 from rmq.keys import QueueKeys
-from tests.scripts import SCRIPTS, call, connect, entries, pending, queue_keys
+from tests.scripts import call, connect, entries, pending
 
 GROUP = "g"
 OFFSET = "1700000000000-3"
@@ -27,18 +26,6 @@ META = {
 }
 ORIGINAL = {"i": "M1", "t": "paid", "k": "k1", "p": '{"r":"eu"}', "c": "2", "d": '{"a":1}'}
 RETRY_COPY = {**ORIGINAL, "r": "2", "o": "1700000000000-1", "f": "1700000000100"}
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        await SCRIPTS.load_all(c)
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 def prefixed(fields: dict[str, str]) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,7 +9,7 @@ from redis.asyncio import Redis
 
 from rmq.errors import ScriptError
 from rmq.keys import QueueKeys
-from tests.scripts import SCRIPTS, call, connect, queue_keys, server_ms
+from tests.scripts import SCRIPTS, call, server_ms
 from tests.scripts.halves import (
     GROUP,
     check_claim,
@@ -23,18 +22,6 @@ from tests.scripts.halves import (
 )
 
 Listed = tuple[str, int, str, int, int, str, str, list[str]]
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        await SCRIPTS.load_all(c)
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 async def half_list(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -11,7 +10,7 @@ from redis.asyncio import Redis
 
 from rmq.errors import ScriptError
 from rmq.keys import QueueKeys
-from tests.scripts import SCRIPTS, call, connect, entries, queue_keys, server_ms
+from tests.scripts import call, connect, entries, server_ms
 
 GROUP = "g"
 # A script may round the server's clock by a ms: waits are compared within this slack.
@@ -40,18 +39,6 @@ for i = 1, tonumber(ARGV[1]) do
   redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + i, id)
 end
 """
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        await SCRIPTS.load_all(c)
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 def fields_of(msg_id: str, body: str = "body") -> list[str]:

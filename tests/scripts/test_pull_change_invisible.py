@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 
@@ -11,27 +9,14 @@ from rmq.keys import QueueKeys
 from tests.scripts import (
     add_entries,
     call,
-    connect,
     invisible,
     pending,
     pull_receive,
-    queue_keys,
     server_ms,
 )
 
 GROUP = "g"
 HIDE = 30_000
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 @pytest.fixture

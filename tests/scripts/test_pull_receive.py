@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import pytest
 from redis.asyncio import Redis
@@ -13,28 +11,15 @@ from rmq.keys import QueueKeys
 from tests.scripts import (
     add_entries,
     call,
-    connect,
     group_info,
     invisible,
     pending,
     pull_receive,
-    queue_keys,
     server_ms,
 )
 
 GROUP = "g"
 HIDE = 30_000
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 @pytest.fixture

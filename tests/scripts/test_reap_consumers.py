@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import pytest
 from redis.asyncio import Redis
 
 from rmq.keys import QueueKeys
-from tests.scripts import add_entries, call, connect, consumers, pending, queue_keys
+from tests.scripts import add_entries, call, consumers, pending
 
 GROUP = "g"
 HOUR = 3_600_000
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 async def reap(client: Redis, q: QueueKeys, min_idle: int, me: str, group: str = GROUP) -> int:

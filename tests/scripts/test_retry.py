@@ -14,14 +14,12 @@ from redis.asyncio.client import PubSub
 from rmq.errors import ScriptError
 from rmq.keys import NamespaceKeys, QueueKeys
 from tests.scripts import (
-    SCRIPTS,
     add_entries,
     call,
     connect,
     entries,
     group_info,
     pending,
-    queue_keys,
     read_ids,
     server_ms,
 )
@@ -32,18 +30,6 @@ TOPIC = "orders"
 # A script may round the server's clock up to the next ms: times are compared within this slack.
 SLACK = 5
 SIX = {"i": "M1", "t": "paid", "k": "k1 k2", "p": '{"r":"eu"}', "c": "2", "d": '{"a":1}'}
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        await SCRIPTS.load_all(c)
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace, TOPIC)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from redis.asyncio.client import PubSub
 from rmq.embedded import EmbeddedServer
 from rmq.errors import ScriptError
 from rmq.keys import NamespaceKeys, QueueKeys
-from tests.scripts import SCRIPTS, call, connect, entries, queue_keys, server_ms
+from tests.scripts import call, connect, entries, queue_keys, server_ms
 
 TTL = 60_000
 SESSION = "s1"
@@ -25,18 +25,6 @@ FIELD_NAMES = ["i", "t", "k", "p", "c", "d"]
 # A script may round the server's clock up to the next ms (so "after" delays are never short):
 # due times are compared with TIME readings taken around the call, within this slack.
 SLACK = 5
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        await SCRIPTS.load_all(c)
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace, TOPIC)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,17 +13,6 @@ from tests.scripts import call, connect, entries, queue_keys
 
 TTL = 60_000
 SESSION = "s1"
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 def msg(

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 
 from rmq.keys import QueueKeys
-from tests.scripts import add_entries, call, connect, consumers, pending, queue_keys, read_ids
+from tests.scripts import add_entries, call, consumers, pending, read_ids
 
 GROUP = "g"
 LONG_IDLE = 50_000
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 async def deliver(client: Redis, q: QueueKeys, consumer: str, count: int) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -10,20 +10,9 @@ from redis.asyncio import Redis
 
 from rmq.errors import ScriptError
 from rmq.keys import QueueKeys
-from tests.scripts import call, connect, pending, queue_keys, read_ids
+from tests.scripts import call, pending, read_ids
 
 HOUR = 3_600_000
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    async with connect(redis_url) as c:
-        yield c
-
-
-@pytest.fixture
-def q(namespace: str) -> QueueKeys:
-    return queue_keys(namespace)
 
 
 async def trim(
