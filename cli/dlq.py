@@ -11,7 +11,7 @@ import typer
 
 from rmq.dlq import DeadLetter, DeadLetters
 
-from .options import EXIT_USAGE, GroupArg, JsonOption, TopicArg, YesOption
+from .options import EXIT_USAGE, GroupArg, JsonOption, TopicArg, YesOption, parse_duration
 from .output import jsonable, message_doc, short
 from .runtime import confirm, fail, output, run_admin
 
@@ -180,14 +180,32 @@ def purge(
     group: GroupArg,
     entries: EntriesArg = None,
     every: AllOption = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Every dead letter dead-lettered longer ago than this (30s, 15m, 12h, 7d).",
+            show_default=False,
+        ),
+    ] = None,
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     json: JsonOption = False,
 ) -> None:
     """Delete dead letters for good."""
+    age = None
+    if older_than is not None:
+        if entries or every:
+            fail("--older-than selects by age: name no dead letters, no --all", EXIT_USAGE)
+        age = parse_duration(older_than)
 
     async def run(admin: Any) -> int:
         dlq = admin.dead_letters(topic, group)
+        if age is not None:
+            if dry_run:
+                return int(await dlq.purge_older_than(age, dry_run=True))
+            confirm(f"delete the dead letters of {topic}/{group} older than {older_than}?", yes)
+            return int(await dlq.purge_older_than(age))
         chosen = await _select(dlq, entries, every)
         if dry_run or not chosen:
             return len(chosen)

@@ -7,12 +7,14 @@ fields, each prefixed with `o:`, exactly as they were stored.
 
 `app.dead_letters(topic, group)` returns a `DeadLetters` handle: count, entries, get, find by
 msg_id, replay (one atomic script per message: back to the group through its retry stream, or to
-the whole topic) and purge.
+the whole topic), purge, and purge by age (`purge_older_than`; workers do it every `trim_interval`
+when `dlq_retention` is set).
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,9 +27,12 @@ from .context import Context
 from .errors import ConfigError, DecodeError
 from .message import Message
 from .names import validate_group, validate_topic
+from .state import server_ms
 from .streams import call
 
-__all__ = ["DeadLetter", "DeadLetterInfo", "DeadLetters", "describe_error"]
+__all__ = [
+    "DeadLetter", "DeadLetterInfo", "DeadLetters", "describe_error", "trim_dead_letters",
+]  # fmt: skip
 
 ReplayTarget = Literal["group", "topic"]
 _PAGE = 500
@@ -257,6 +262,25 @@ class DeadLetters:
             removed += int(await call(commands, "XDEL", self._dlq(queue_id), *ids))
         return removed
 
+    async def purge_older_than(self, seconds: float, *, dry_run: bool = False) -> int:
+        """Delete the dead letters that were dead-lettered more than `seconds` ago (by the Redis
+        server's clock); return how many were (with `dry_run`: would be) deleted."""
+        queues = list(await self._queue_ids())
+        if not dry_run:
+            return await trim_dead_letters(self.ctx, self.topic, queues, [self.group], seconds)
+        cutoff = await _cutoff(self.ctx, seconds)
+        total = 0
+        for queue_id in queues:
+            start = "-"
+            while True:
+                rows = await call(self.ctx.conn.commands, "XRANGE", self._dlq(queue_id), start,
+                                  f"({cutoff}-0", "COUNT", _PAGE)  # fmt: skip
+                total += len(rows)
+                if len(rows) < _PAGE:
+                    break
+                start = "(" + rows[-1][0].decode()
+        return total
+
     async def everything(self) -> list[DeadLetter]:
         """Every dead letter of the group on the topic (queue by queue, oldest first)."""
         out: list[DeadLetter] = []
@@ -275,6 +299,34 @@ class DeadLetters:
             if len(rows) < _PAGE:
                 return
             start = "(" + rows[-1][0].decode()
+
+
+async def trim_dead_letters(
+    ctx: Context, topic: str, queue_ids: Sequence[int], groups: Sequence[str], seconds: float
+) -> int:
+    """Delete the dead letters of `groups` on these queues of `topic` that are older than
+    `seconds` (one exact `XTRIM MINID` per stream, pipelined); return how many were deleted."""
+    if seconds < 0 or not math.isfinite(seconds):
+        raise ConfigError(f"the age must be a finite number of seconds >= 0, got {seconds!r}")
+    if not queue_ids or not groups:
+        return 0
+    cutoff = await _cutoff(ctx, seconds)
+    commands = [
+        ("XTRIM", ctx.keys.queue(topic, q).dlq(g), "MINID", f"{cutoff}-0")
+        for q in queue_ids
+        for g in groups
+    ]
+    removed = 0
+    for reply in await ctx.conn.scripts.pipeline(ctx.conn.commands, commands):
+        if isinstance(reply, BaseException):
+            raise broker_error(reply, f"trimming the dead letters of {topic}")
+        removed += int(reply)
+    return removed
+
+
+async def _cutoff(ctx: Context, seconds: float) -> int:
+    """The entry-id time (ms) below which a dead letter is older than `seconds`."""
+    return max(0, await server_ms(ctx.conn.commands) - round(seconds * 1000))
 
 
 def _sort_key(raw_id: bytes) -> tuple[int, int]:

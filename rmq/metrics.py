@@ -88,7 +88,7 @@ class ConsumeResult(enum.StrEnum):
 PUBLISH_STATUSES = ("ok", "error")
 DEAD_LETTER_REASONS = ("max_retries", "max_deliveries", "rejected", "undecodable", "other")
 TRANSACTION_OUTCOMES = ("commit", "rollback", "unknown", "discarded")
-TRIM_STATES = ("acked", "unacked")
+TRIM_STATES = ("acked", "unacked", "dead_letter")
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _LATENCY = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -209,7 +209,7 @@ TRANSACTIONS = Counter(
 )
 TRIMMED = Counter(
     "rmq_messages_trimmed",
-    "Stream entries removed by retention: acked, or unacked (removed by a hard cap).",
+    "Entries removed by retention: acked, unacked (by a hard cap), dead_letter (dlq_retention).",
     ["topic", "state"],
 )
 
@@ -382,8 +382,11 @@ def transactions(topic: str, outcome: str, count: int = 1) -> None:
     _child(TRANSACTIONS, topic, outcome).inc(count)
 
 
-def trimmed(topic: str, removed: int, removed_unacked: int = 0) -> None:
-    """Entries removed by retention; `removed_unacked` of them were removed by a hard cap."""
+def trimmed(topic: str, removed: int, removed_unacked: int = 0, dead_letters: int = 0) -> None:
+    """Entries removed by retention (`removed_unacked` of them by a hard cap), and dead letters
+    removed by `dlq_retention`."""
+    if dead_letters:
+        _child(TRIMMED, topic, "dead_letter").inc(dead_letters)
     if removed_unacked:
         _child(TRIMMED, topic, "unacked").inc(removed_unacked)
     if removed > removed_unacked:

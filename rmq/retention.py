@@ -26,6 +26,7 @@ from anyio.abc import TaskStatus
 from . import metrics
 from .connection import broker_error, is_transient
 from .context import Context
+from .dlq import trim_dead_letters
 from .settings import Settings
 from .streams import call
 from .topics import TopicInfo
@@ -164,6 +165,7 @@ class Trimmer:
         self.topic = topic
         self.removed = 0
         self.removed_unacked = 0
+        self.dead_letters_removed = 0
         self.rounds = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -200,7 +202,13 @@ class Trimmer:
                     row.removed_unacked, self.topic, row.queue_id, row.stream,
                 )  # fmt: skip
         self.removed_unacked += unacked
-        if removed:
-            metrics.trimmed(self.topic, removed, unacked)
-            log.debug("trimmed %d entries of %s", removed, self.topic)
+        dead = 0
+        if ctx.settings.dlq_retention is not None:
+            dead = await trim_dead_letters(
+                ctx, self.topic, range(info.queues), groups, ctx.settings.dlq_retention
+            )
+            self.dead_letters_removed += dead
+        if removed or dead:
+            metrics.trimmed(self.topic, removed, unacked, dead)
+            log.debug("trimmed %d entries and %d dead letters of %s", removed, dead, self.topic)
         return rows

@@ -112,6 +112,9 @@ class Settings:
     """Hard cap: a queue stream keeps at most this many entries, acknowledged or not (off: None)."""
     retention_max_age: float | None = None
     """Hard cap: entries older than this (seconds) are removed, acknowledged or not (off: None)."""
+    dlq_retention: float | None = None
+    """Dead letters older than this (seconds) are deleted by the workers' trimmer (off: None,
+    they stay until `rmq dlq purge`)."""
     trim_interval: float = 60.0
     """How often workers trim the queues of the topics they consume (with +-20% jitter)."""
     trim_batch: int = 10_000
@@ -173,6 +176,11 @@ class Settings:
             isinstance(age, int | float) and math.isfinite(age) and age > 0
         ):
             raise ConfigError(f"retention_max_age must be a number > 0 or unset, got {age!r}")
+        dlq_age = self.dlq_retention
+        if dlq_age is not None and not (
+            isinstance(dlq_age, int | float) and math.isfinite(dlq_age) and dlq_age > 0
+        ):
+            raise ConfigError(f"dlq_retention must be a number > 0 or unset, got {dlq_age!r}")
         if self.default_queues > 1024:
             raise ConfigError("default_queues must be <= 1024")
         if self.dedup_window < self.send_timeout:

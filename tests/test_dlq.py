@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 import redis
 
 import rmq
+from rmq import metrics
 from rmq.keys import NamespaceKeys
+from rmq.retention import Trimmer
 from tests.helpers import running, wait_until
 
 
@@ -113,6 +117,37 @@ async def test_purge(app: rmq.App) -> None:
         assert await dlq.purge() == 3
         assert await dlq.count() == 0
         assert await dlq.entries() == []
+
+
+async def test_purge_older_than(app: rmq.App, r: redis.Redis, namespace: str) -> None:
+    await fill_dlq(app, "old", 4)
+    await anyio.sleep(0.3)
+    fresh = NamespaceKeys(namespace).queue("old", 0).dlq("g")
+    r.xadd(fresh, {"reason": "rejected: by hand"})  # dead-lettered just now
+    async with app:
+        dlq = app.dead_letters("old", "g")
+        assert await dlq.purge_older_than(3600) == 0
+        assert await dlq.purge_older_than(0.2, dry_run=True) == 4
+        assert await dlq.count() == 5
+        assert await dlq.purge_older_than(0.2) == 4
+        assert [x.reason for x in await dlq.entries()] == ["rejected: by hand"]
+        with pytest.raises(rmq.ConfigError):
+            await dlq.purge_older_than(-1)
+
+
+async def test_trimmer_applies_dlq_retention(settings: rmq.Settings) -> None:
+    app = rmq.App(settings.replace(dlq_retention=0.1))
+    topic = f"dlq-ret-{time.time_ns()}"  # metrics are per process: a fresh label
+    await fill_dlq(app, topic, 3)
+    await anyio.sleep(0.2)
+    async with app:
+        trimmer = Trimmer(app.context, topic)
+        await trimmer.trim_once()
+        assert trimmer.dead_letters_removed == 3
+        assert await app.dead_letters(topic, "g").count() == 0
+        assert metrics.TRIMMED.labels(topic, "dead_letter")._value.get() == 3
+        await trimmer.trim_once()  # nothing left: nothing counted twice
+        assert metrics.TRIMMED.labels(topic, "dead_letter")._value.get() == 3
 
 
 async def test_undecodable_and_lost_letters(app: rmq.App, r: redis.Redis, namespace: str) -> None:

@@ -112,6 +112,7 @@ def test_every_field_is_settable_from_env() -> None:
         "RMQ_RETENTION": "0.5",
         "RMQ_RETENTION_MAX_LEN": "1000",
         "RMQ_RETENTION_MAX_AGE": "86400",
+        "RMQ_DLQ_RETENTION": "604800",
         "RMQ_TRIM_INTERVAL": "5",
         "RMQ_TRIM_BATCH": "2000",
     }
@@ -160,6 +161,7 @@ def test_every_field_is_settable_from_env() -> None:
         retention=0.5,
         retention_max_len=1000,
         retention_max_age=86400.0,
+        dlq_retention=604800.0,
         trim_interval=5.0,
         trim_batch=2000,
     )
@@ -321,10 +323,12 @@ def test_retention_defaults_and_validation() -> None:
     assert (s.retention, s.retention_max_len, s.retention_max_age) == (72 * 3600.0, None, None)
     assert (s.trim_interval, s.trim_batch) == (60.0, 10_000)
     assert Settings.from_env({"RMQ_RETENTION_MAX_LEN": ""}).retention_max_len is None
+    assert s.dlq_retention is None
+    assert Settings.from_env({"RMQ_DLQ_RETENTION": "86400"}).dlq_retention == 86400.0
     for bad in (
         {"retention_max_len": 0}, {"retention_max_len": 1.5}, {"retention_max_age": 0},
         {"retention_max_age": math.inf}, {"trim_batch": 999}, {"trim_interval": 0},
-        {"retention": math.nan},
+        {"retention": math.nan}, {"dlq_retention": 0}, {"dlq_retention": math.inf},
     ):  # fmt: skip
         with pytest.raises(ConfigError, match=next(iter(bad))):
             Settings(**bad)

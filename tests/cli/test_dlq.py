@@ -58,6 +58,12 @@ def test_list_show_replay_purge(
     assert as_json(cli("dlq", "count", "orders", "billing", "--json"))["total"] == 2
 
     cli("dlq", "purge", "orders", "billing", code=2)  # neither entries nor --all
+    cli("dlq", "purge", "orders", "billing", "--all", "--older-than", "1h", code=2)
+    cli("dlq", "purge", "orders", "billing", "--older-than", "soon", code=2)
+    kept = cli("dlq", "purge", "orders", "billing", "--older-than", "1h", "--yes", "--json")
+    assert as_json(kept)["purged"] == 0
+    aged = cli("dlq", "purge", "orders", "billing", "--older-than", "0s", "--dry-run", "--json")
+    assert as_json(aged) == {"dry_run": True, "purged": 2}
     assert (
         as_json(cli("dlq", "purge", "orders", "billing", "--all", "--dry-run", "--json"))["purged"]
         == 2
