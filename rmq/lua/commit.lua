@@ -16,9 +16,10 @@
 -- ARGV[3]  wake channel, published when a delayed message is due sooner than anything scheduled
 -- ARGV[4..] msg_ids
 --
--- Idempotent: a message committed before answers with its first result. Nothing changes when
--- any message was rolled back ("rolled_back"), is unknown ("not_found": never prepared here, or
--- resolved so long ago that its outcome is forgotten) or belongs to another group.
+-- Idempotent: a message committed before (or named twice in one call) answers with its first
+-- result. Nothing changes when any message was rolled back ("rolled_back"), is unknown
+-- ("not_found": never prepared here, or resolved so long ago that its outcome is forgotten) or
+-- belongs to another group.
 -- Returns: {"ok", entry id or false, due ms or 0, ...} (a pair per message: false when delayed);
 -- {"rolled_back", msg_id}; {"not_found", msg_id}; {"wrong_group", msg_id, group}.
 local stream, zset, delayed = KEYS[1], KEYS[2], KEYS[3]
@@ -27,11 +28,13 @@ local group, ttl, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 if group == '' or not ttl or ttl <= 0 or #ARGV < 4 then
   return redis.error_reply('ERR rmq: commit takes a group, a ttl ms, a channel and msg_ids')
 end
-local halves, previous = {}, {}
+local halves, previous, first_at = {}, {}, {}
 for j = 4, #ARGV do
   local msg_id = ARGV[j]
-  local packed = redis.call('HGET', payload, msg_id)
-  if packed then
+  local packed = not first_at[msg_id] and redis.call('HGET', payload, msg_id)
+  if first_at[msg_id] then
+    -- the same msg_id again in this call: answered like its first place, never appended twice
+  elseif packed then
     local half = cmsgpack.unpack(packed)
     if half[1] ~= group then return {'wrong_group', msg_id, half[1]} end
     halves[j] = half
@@ -41,6 +44,7 @@ for j = 4, #ARGV do
     if string.sub(outcome, 1, 1) ~= 'c' then return {'rolled_back', msg_id} end
     previous[j] = outcome
   end
+  first_at[msg_id] = first_at[msg_id] or j
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -53,10 +57,15 @@ if #old > 0 then
 end
 local soonest, wake = nil, false
 local out = {'ok'}
+local answers = {}
 for j = 4, #ARGV do
   local msg_id = ARGV[j]
   local half = halves[j]
-  if half then
+  local first = first_at[msg_id]
+  if first ~= j then
+    out[#out + 1] = answers[first][1]
+    out[#out + 1] = answers[first][2]
+  elseif half then
     local fields = {unpack(half, 6, 17)}
     local kind, value = half[4], tonumber(half[5])
     local entry, due = false, 0
@@ -80,12 +89,14 @@ for j = 4, #ARGV do
     redis.call('ZREM', mine, msg_id)
     redis.call('HSET', done, msg_id, 'c ' .. (entry or '') .. ' ' .. due)
     redis.call('ZADD', expiry, now + ttl, msg_id)
+    answers[j] = {entry, due}
     out[#out + 1] = entry
     out[#out + 1] = due
   else
     local entry, due = string.match(previous[j], '^c (%S*) (%d+)$')
-    out[#out + 1] = entry ~= '' and entry or false
-    out[#out + 1] = tonumber(due)
+    answers[j] = {entry ~= '' and entry or false, tonumber(due)}
+    out[#out + 1] = answers[j][1]
+    out[#out + 1] = answers[j][2]
   end
 end
 if wake then redis.call('PUBLISH', channel, 'delay') end

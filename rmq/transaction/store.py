@@ -8,13 +8,14 @@ producer) is answered instead of failing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .. import metrics
 from ..context import Context
 from ..errors import TransactionError, TransactionNotFound, TransactionStateError
-from .batcher import Batcher, Command
+from .batcher import Batcher, Command, Merge
 from .types import HalfMessage
 
 __all__ = ["Claimed", "ClaimReply", "HalfStore"]
@@ -89,16 +90,15 @@ class HalfStore:
         ctx, group = self.ctx, self.group
         kind, value = half.when or ("", 0)
         immunity = int(ctx.settings.transaction_check_immunity * 1000)
-        commands: list[Command] = [
-            ctx.conn.scripts["prepare"].evalsha_args(
-                self._keys(half.topic, half.queue_id).prepare,
-                (group, immunity, kind, value, *half.args),
-            )
-        ]
+        keys = self._keys(half.topic, half.queue_id).prepare
+        head = ctx.conn.scripts["prepare"].evalsha_args(keys, (group, immunity))
+        values = (kind, value, *half.args)
+        commands: list[Command] = [(*head, *values)]
         register = half.topic not in self._registered
         if register:  # before the half message exists, so a checker can always find it
             commands.insert(0, ("SADD", ctx.keys.producer_topics(group), half.topic))
-        replies = await self.batcher.call("prepare", *commands)
+        merge = Merge(("prepare", keys), head, values, 1, _split_prepare)
+        replies = await self.batcher.call("prepare", *commands, merge=merge)
         if register:
             self._registered.add(half.topic)
         (outcome,) = replies[-1]
@@ -113,10 +113,11 @@ class HalfStore:
         becomes visible at the due time (0 when not delayed).
         """
         keys = self._keys(topic, queue_id)
-        args = (self.group, self._ttl_ms, keys.wake, *msg_ids)
-        (reply,) = await self.batcher.call(
-            "commit", self.ctx.conn.scripts["commit"].evalsha_args(keys.commit, args)
+        head = self.ctx.conn.scripts["commit"].evalsha_args(
+            keys.commit, (self.group, self._ttl_ms, keys.wake)
         )
+        merge = Merge(("commit", keys.commit), head, tuple(msg_ids), len(msg_ids), _split_commit)
+        (reply,) = await self.batcher.call("commit", (*head, *msg_ids), merge=merge)
         self._check(reply, topic, queue_id)
         metrics.transactions(topic, "commit", len(msg_ids))
         pairs = reply[1:]
@@ -170,3 +171,30 @@ class HalfStore:
         raise TransactionError(
             f"{where} belongs to producer group {owner!r}, not {self.group!r}; nothing changed"
         )
+
+
+def _split_prepare(reply: Any, counts: Sequence[int]) -> list[Any] | None:
+    """A merged prepare's reply (one outcome per message) -> one reply per request."""
+    if not isinstance(reply, list) or len(reply) != sum(counts):
+        return None
+    parts, start = [], 0
+    for n in counts:
+        parts.append(reply[start : start + n])
+        start += n
+    return parts
+
+
+def _split_commit(reply: Any, counts: Sequence[int]) -> list[Any] | None:
+    """A merged commit's reply ("ok" and a pair per message) -> one reply per request; None when
+    the commit changed nothing (some message was rolled back, unknown or of another group): each
+    request is then committed on its own, all or none."""
+    if not isinstance(reply, list) or not reply or reply[0] != b"ok":
+        return None
+    pairs = reply[1:]
+    if len(pairs) != 2 * sum(counts):
+        return None
+    parts, start = [], 0
+    for n in counts:
+        parts.append([b"ok", *pairs[start : start + 2 * n]])
+        start += 2 * n
+    return parts

@@ -61,6 +61,16 @@ async def test_a_repeated_commit_answers_without_appending(client: Redis, q: Que
     assert len(await entries(client, q.stream)) == 2
 
 
+async def test_an_id_named_twice_in_one_call_is_appended_once(client: Redis, q: QueueKeys) -> None:
+    await prepare(client, q, half("A"), half("B"))
+    await commit(client, q, "B")
+    reply = await commit(client, q, "A", "B", "A", "B")  # merged commits of racing callers
+    ids = [entry_id for entry_id, _ in await entries(client, q.stream)]
+    assert [f["i"] for _, f in await entries(client, q.stream)] == ["B", "A"]
+    assert reply == ["ok", ids[1], 0, ids[0], 0, ids[1], 0, ids[0], 0]
+    assert not await client.exists(q.half_payload)
+
+
 @pytest.mark.parametrize(
     ("setup", "expected"),
     [("rollback", ["rolled_back", "X"]), ("nothing", ["not_found", "X"])],
