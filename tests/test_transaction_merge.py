@@ -12,6 +12,7 @@ import pytest
 
 import rmq
 from rmq.router import WireSet
+from rmq.transaction.batcher import Merge, _plan, _Request
 from rmq.transaction.store import HalfStore
 from rmq.transaction.types import HalfMessage
 from tests.helpers import make_settings
@@ -114,3 +115,20 @@ async def test_the_same_message_committed_twice_at_once_is_stored_once(opened: r
     )
     assert second == third
     assert sorted(m.body for m in await opened.admin.messages("pay", count=10)) == ["a", "b"]
+
+
+async def test_a_merged_call_carries_at_most_500_messages() -> None:
+    def split(reply: Any, counts: Sequence[int]) -> list[Any] | None:
+        return None
+
+    def request(key: str, n: int) -> _Request:
+        values = tuple(f"v{i}" for i in range(n))
+        merge = Merge(key, ("EVALSHA", "sha", 1, key), values, n, split)
+        return _Request([(*merge.head, *values)], 0.0, "test", merge)
+
+    requests = [request("q0", 1) for _ in range(499)] + [request("q0", 2), request("q1", 3)]
+    requests.append(_Request([("PING",)], 0.0, "ping", None))
+    commands, groups = _plan(requests)
+    assert [len(g) for g in groups] == [499, 1, 1, 1]  # 499 + 2 > 500: a second q0 call
+    assert commands[0] == ("EVALSHA", "sha", 1, "q0", *["v0"] * 499)
+    assert commands[1][-2:] == ("v0", "v1") and commands[2][3] == "q1" and commands[3] == ("PING",)

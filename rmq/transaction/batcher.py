@@ -202,18 +202,21 @@ class Batcher:
 def _plan(requests: list[_Request]) -> tuple[list[Command], list[list[_Request]]]:
     """The commands of one round trip, and which requests each group of commands answers: a
     lone request (its own commands) or requests sharing one merged script call."""
-    merged: dict[Hashable, list[_Request]] = {}
+    filling: dict[Hashable, list[_Request]] = {}  # merge key -> the group still taking requests
+    sizes: dict[Hashable, int] = {}  # merge key -> messages in that group
     groups: list[list[_Request]] = []
     for request in requests:
         merge = request.merge
         if merge is None:
             groups.append([request])
             continue
-        group = merged.get(merge.key)
-        if group is None or sum(r.merge.count for r in group if r.merge) >= _MERGE_MAX:
-            group = merged[merge.key] = []
+        group = filling.get(merge.key)
+        if group is None or sizes[merge.key] + merge.count > _MERGE_MAX:
+            group = filling[merge.key] = []
+            sizes[merge.key] = 0
             groups.append(group)
         group.append(request)
+        sizes[merge.key] += merge.count
     commands: list[Command] = []
     for group in groups:
         first = group[0]
