@@ -3,8 +3,9 @@ slot, and sending, push/pull/orderly/broadcast consumption, retries, delays and 
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 import pytest
@@ -166,6 +167,52 @@ async def test_transactions(settings: rmq.Settings) -> None:
         async with app.pull_consumer("payments", "reader", start="first") as pc:
             got = [m.body for m in await pc.receive(max_messages=32)]
     assert sorted(got) == list(range(8))
+
+
+async def test_concurrent_transactions_merge_per_queue(settings: rmq.Settings) -> None:
+    async def commit(msg: rmq.Message, arg: object) -> rmq.TransactionState:
+        return rmq.TransactionState.COMMIT
+
+    async with rmq.App(settings) as app:
+        producer = app.producer(group="tx")
+        results = await asyncio.gather(
+            *[producer.send_in_transaction("merged", n, execute=commit) for n in range(80)]
+        )  # 8 queues on 3 nodes: prepares and commits merge per queue, never across
+        assert len({r.queue_id for r in results}) == 8
+        async with app.pull_consumer("merged", "reader", start="first") as pc:
+            got: list[int] = []
+            for _ in range(10):
+                got += [m.body for m in await pc.receive(max_messages=100)]
+    assert sorted(got) == list(range(80))
+
+
+async def test_dead_letters_purged_by_age_on_every_node(settings: rmq.Settings) -> None:
+    app = rmq.App(settings)
+
+    @app.consumer("doomed", group="g")
+    async def reject(msg: rmq.Message) -> None:
+        raise rmq.Reject("no")
+
+    async with running(app):
+        await app.send_batch("doomed", list(range(4)), sharding_key="a")
+        for n in range(8):
+            await app.send("doomed", n)
+        dlq = app.dead_letters("doomed", "g")
+        await wait_until_async(lambda: dlq.count(), 12)
+        assert len({letter.queue_id for letter in await dlq.entries()}) == 8
+        assert await dlq.purge_older_than(3600) == 0
+        await anyio.sleep(0.05)
+        assert await dlq.purge_older_than(0.01, dry_run=True) == 12
+        assert await dlq.purge_older_than(0.01) == 12
+        assert await dlq.count() == 0
+
+
+async def wait_until_async(read: Callable[[], Awaitable[int]], value: int) -> None:
+    for _ in range(500):
+        if await read() == value:
+            return
+        await anyio.sleep(0.02)
+    raise AssertionError(f"never reached {value}")
 
 
 async def test_pending_transactions_listed_across_nodes(settings: rmq.Settings) -> None:
