@@ -50,12 +50,27 @@ MaxAgeOption = Annotated[
     ),
 ]
 
+DlqRetentionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dlq-retention",
+        help="Delete dead letters older than this (0 or 'off': keep them until purged; "
+        "default: RMQ_DLQ_RETENTION, off; 'default' resets).",
+        show_default=False,
+    ),
+]
+
 
 def _retention_changes(
-    retention: str | None, max_len: str | None, max_age: str | None
+    retention: str | None, max_len: str | None, max_age: str | None, dlq: str | None = None
 ) -> dict[str, float | int | None]:
     """The topic retention fields the options set ('default' = None: back to the setting)."""
     changes: dict[str, float | int | None] = {}
+    if dlq is not None:
+        if dlq in ("default", "off"):
+            changes["dlq_retention"] = None if dlq == "default" else 0.0
+        else:
+            changes["dlq_retention"] = parse_duration(dlq)
     if retention is not None:
         changes["retention"] = None if retention == "default" else parse_duration(retention)
     if max_len is not None:
@@ -78,6 +93,7 @@ def _policy_doc(rules: Policy) -> dict[str, float | int | None]:
         "retention_seconds": rules.retention,
         "max_len": rules.max_len,
         "max_age_seconds": rules.max_age,
+        "dlq_retention_seconds": rules.dlq_retention,
     }
 
 
@@ -87,8 +103,10 @@ def _policy_text(rules: Policy) -> str:
         caps.append(f"max {rules.max_len} messages")
     if rules.max_age:
         caps.append(f"max age {_duration(rules.max_age)}")
-    return f"retention {_duration(rules.retention)}" + (
-        f", hard cap: {', '.join(caps)}" if caps else ""
+    return (
+        f"retention {_duration(rules.retention)}"
+        + (f", hard cap: {', '.join(caps)}" if caps else "")
+        + (f", dead letters {_duration(rules.dlq_retention)}" if rules.dlq_retention else "")
     )
 
 
@@ -104,6 +122,7 @@ def _overrides(info: TopicInfo) -> dict[str, float | int | None]:
         "retention_seconds": info.retention,
         "max_len": info.retention_max_len,
         "max_age_seconds": info.retention_max_age,
+        "dlq_retention_seconds": info.dlq_retention,
     }
 
 
@@ -120,11 +139,12 @@ def create(
     retention: RetentionOption = None,
     max_len: MaxLenOption = None,
     max_age: MaxAgeOption = None,
+    dlq_retention: DlqRetentionOption = None,
     json: JsonOption = False,
 ) -> None:
     """Create a topic with N queues (if it exists with the same count, only the retention
     options given are applied)."""
-    changes = _retention_changes(retention, max_len, max_age)
+    changes = _retention_changes(retention, max_len, max_age, dlq_retention)
     info, created = run_admin(ctx, lambda admin: admin.create_topic(topic, queues, **changes))
     out = output(ctx, json)
     if out.json:
@@ -143,12 +163,13 @@ def update(
     retention: RetentionOption = None,
     max_len: MaxLenOption = None,
     max_age: MaxAgeOption = None,
+    dlq_retention: DlqRetentionOption = None,
     json: JsonOption = False,
 ) -> None:
     """Change a topic's retention (running workers follow at their next trim)."""
-    changes = _retention_changes(retention, max_len, max_age)
+    changes = _retention_changes(retention, max_len, max_age, dlq_retention)
     if not changes:
-        raise typer.BadParameter("give --retention, --max-len or --max-age")
+        raise typer.BadParameter("give --retention, --max-len, --max-age or --dlq-retention")
     info = run_admin(ctx, lambda admin: admin.update_topic(topic, **changes))
     out = output(ctx, json)
     if out.json:

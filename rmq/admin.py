@@ -232,10 +232,11 @@ class Admin:
     ) -> tuple[TopicInfo, bool]:
         """Create `topic` (default `default_queues` queues); returns (metadata, created).
 
-        `retention`, `retention_max_len` and `retention_max_age` override the settings of the
-        same names for this topic (a cap of 0 turns the setting's cap off here). Creating an
-        existing topic with the same queue count only applies the retention values given; with
-        another count it raises `ConfigError` (that would move sharding keys to other queues).
+        `retention`, `retention_max_len`, `retention_max_age` and `dlq_retention` override the
+        settings of the same names for this topic (0 turns the setting's cap, or the dead-letter
+        retention, off here). Creating an existing topic with the same queue count only applies
+        the retention values given; with another count it raises `ConfigError` (that would move
+        sharding keys to other queues).
         """
         wanted = queues or self.ctx.settings.default_queues
         existing = await self.ctx.topics.get(validate_topic(topic))
@@ -251,8 +252,9 @@ class Admin:
         return info, info.queues == wanted
 
     async def update_topic(self, topic: str, **retention: float | None) -> TopicInfo:
-        """Set the topic's `retention`, `retention_max_len` or `retention_max_age` (None: back
-        to the setting; a cap of 0: no cap for this topic). Running trimmers follow."""
+        """Set the topic's `retention`, `retention_max_len`, `retention_max_age` or
+        `dlq_retention` (None: back to the setting; 0 for a cap or `dlq_retention`: off for this
+        topic). Running trimmers follow."""
         return await self.ctx.topics.update(topic, **retention)
 
     async def trim(self, topic: str, *, dry_run: bool = False) -> TopicTrim:

@@ -49,6 +49,8 @@ class Policy:
     """Hard cap on entries per stream (None: no cap)."""
     max_age: float | None
     """Hard cap on entry age in seconds (None: no cap)."""
+    dlq_retention: float | None = None
+    """Seconds dead letters are kept (None: until purged)."""
 
     def script_args(self) -> tuple[int, int, int]:
         return (
@@ -66,7 +68,7 @@ def policy(settings: Settings, info: TopicInfo) -> Policy:
         return getattr(settings, name) if own is None else own
 
     return Policy(pick("retention"), pick("retention_max_len") or None,
-                  pick("retention_max_age") or None)  # fmt: skip
+                  pick("retention_max_age") or None, pick("dlq_retention") or None)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -203,9 +205,10 @@ class Trimmer:
                 )  # fmt: skip
         self.removed_unacked += unacked
         dead = 0
-        if ctx.settings.dlq_retention is not None:
+        dlq_retention = policy(ctx.settings, info).dlq_retention
+        if dlq_retention is not None:
             dead = await trim_dead_letters(
-                ctx, self.topic, range(info.queues), groups, ctx.settings.dlq_retention
+                ctx, self.topic, range(info.queues), groups, dlq_retention
             )
             self.dead_letters_removed += dead
         if removed or dead:

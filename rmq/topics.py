@@ -25,7 +25,7 @@ MAX_QUEUES = 1024
 _REFRESH_SECONDS = 30.0
 
 
-RETENTION_FIELDS = ("retention", "retention_max_len", "retention_max_age")
+RETENTION_FIELDS = ("retention", "retention_max_len", "retention_max_age", "dlq_retention")
 """The per-topic overrides of the settings of the same names (None = use the setting)."""
 
 
@@ -42,6 +42,8 @@ class TopicInfo:
     """Hard cap on entries per queue; None = the setting, 0 = no cap for this topic."""
     retention_max_age: float | None = None
     """Hard cap on entry age in seconds; None = the setting, 0 = no cap for this topic."""
+    dlq_retention: float | None = None
+    """Seconds dead letters are kept; None = the setting, 0 = kept until purged."""
 
     def __post_init__(self) -> None:
         for name in RETENTION_FIELDS:
@@ -72,6 +74,7 @@ class TopicInfo:
             retention=_float_or_none(data.get("retention")),
             retention_max_len=None if max_len is None else int(max_len),
             retention_max_age=_float_or_none(data.get("retention_max_age")),
+            dlq_retention=_float_or_none(data.get("dlq_retention")),
         )
 
     def replace(self, **changes: object) -> TopicInfo:
@@ -143,8 +146,9 @@ class Topics:
     async def create(self, topic: str, queues: int, **retention: float | None) -> TopicInfo:
         """Create `topic` with `queues` queues unless it exists; return the stored metadata.
 
-        `retention`, `retention_max_len`, `retention_max_age` override the settings for this
-        topic. An existing topic keeps its queue count and retention (compare the result).
+        `retention`, `retention_max_len`, `retention_max_age` and `dlq_retention` override the
+        settings for this topic. An existing topic keeps its queue count and retention (compare
+        the result).
         """
         validate_topic(topic)
         if not 1 <= queues <= MAX_QUEUES:

@@ -150,6 +150,23 @@ async def test_trimmer_applies_dlq_retention(settings: rmq.Settings) -> None:
         assert metrics.TRIMMED.labels(topic, "dead_letter")._value.get() == 3
 
 
+async def test_topic_dlq_retention_overrides_the_setting(settings: rmq.Settings) -> None:
+    app = rmq.App(settings.replace(dlq_retention=0.1))
+    await fill_dlq(app, "keep", 2)
+    await fill_dlq(app, "drop", 2)
+    await anyio.sleep(0.2)
+    async with app:
+        await app.admin.update_topic("keep", dlq_retention=0.0)  # off for this topic
+        other = rmq.App(settings)  # the setting off, the topic on
+        async with other:
+            await other.admin.update_topic("drop", dlq_retention=0.1)
+            for topic in ("keep", "drop"):
+                await Trimmer(other.context, topic).trim_once()
+                await Trimmer(app.context, topic).trim_once()
+        assert await app.dead_letters("keep", "g").count() == 2
+        assert await app.dead_letters("drop", "g").count() == 0
+
+
 async def test_undecodable_and_lost_letters(app: rmq.App, r: redis.Redis, namespace: str) -> None:
     seen: list[object] = []
 

@@ -14,6 +14,7 @@ def test_create_list_status(cli: Invoke) -> None:
     assert as_json(cli("topic", "create", "orders", "-q", "3", "--json")) == {
         "topic": "orders", "queues": 3, "created": False,
         "retention_seconds": None, "max_len": None, "max_age_seconds": None,
+        "dlq_retention_seconds": None,
     }  # fmt: skip
     cli("topic", "create", "audit")
     listed = as_json(cli("topic", "list", "--json"))
@@ -94,6 +95,15 @@ def test_retention_options_update_status_and_trim(cli: Invoke) -> None:
     assert as_json(cli("topic", "status", "orders", "--json"))["length"] == 0
     assert "removed 0" in cli("topic", "trim", "orders").stdout
 
+    dlq = as_json(cli("topic", "update", "orders", "--dlq-retention", "7d", "--json"))
+    assert dlq["dlq_retention_seconds"] == 7 * 86400.0
+    assert as_json(cli("topic", "status", "orders", "--json"))["dlq_retention_seconds"] == 604800
+    assert "dead letters 7d" in cli("topic", "status", "orders").stdout
+    off = cli("topic", "update", "orders", "--dlq-retention", "off", "--json")
+    assert as_json(off)["dlq_retention_seconds"] == 0.0
+    back = cli("topic", "update", "orders", "--dlq-retention", "default", "--json")
+    assert as_json(back)["dlq_retention_seconds"] is None
+    cli("topic", "update", "orders", "--dlq-retention", "soon", code=2)
     reset = as_json(cli("topic", "update", "orders", "--retention", "default", "--json"))
     assert reset["retention_seconds"] is None
     cli("topic", "update", "orders", code=2)
