@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import ClassVar, TypeVar
 
 import anyio
 import redis
@@ -95,7 +96,9 @@ def worker_env(settings: rmq.Settings, **extra: object) -> dict[str, str]:
 
 
 class Worker:
-    """One `rmq worker run tests.apps.recorder:app` subprocess."""
+    """One `rmq worker run <app_target>` subprocess (subclasses name their own app)."""
+
+    app_target: ClassVar[str] = APP_TARGET
 
     def __init__(self, name: str, out: Path, log: Path, env: Mapping[str, str]) -> None:
         self.name = name
@@ -103,7 +106,7 @@ class Worker:
         self.log = log
         with log.open("wb") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "rmq", "worker", "run", APP_TARGET],
+                [sys.executable, "-m", "rmq", "worker", "run", self.app_target],
                 cwd=REPO_ROOT,
                 env={**env, "RECORDER_OUT": str(out)},
                 stdin=subprocess.DEVNULL,
@@ -168,6 +171,9 @@ class Worker:
         return code
 
 
+W = TypeVar("W", bound=Worker)
+
+
 class WorkerPool:
     """Starts recorder workers in `directory`; kills every one still running on exit."""
 
@@ -177,10 +183,12 @@ class WorkerPool:
         self.workers: list[Worker] = []
 
     def start(self, name: str, **extra: object) -> Worker:
+        return self.spawn(Worker, name, self.directory / f"{name}.records", **extra)
+
+    def spawn(self, kind: type[W], name: str, out: Path, **extra: object) -> W:
+        """Start a `kind` worker recording to `out`, logging to `<name>.log`; `extra` env vars."""
         env = {**self.env, **{k: str(v) for k, v in extra.items()}}
-        worker = Worker(
-            name, self.directory / f"{name}.records", self.directory / f"{name}.log", env
-        )
+        worker = kind(name, out, self.directory / f"{name}.log", env)
         self.workers.append(worker)
         return worker
 

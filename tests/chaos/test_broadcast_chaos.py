@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import redis
 import rmq
 from rmq.embedded import EmbeddedServer
 from rmq.keys import NamespaceKeys
-from tests.chaos import REPO_ROOT, Worker, WorkerPool, queue_streams, wait_for, worker_env
+from tests.chaos import Worker, WorkerPool, queue_streams, wait_for, worker_env
 from tests.helpers import make_settings
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
@@ -52,19 +50,7 @@ _INSTANCE_LOG = re.compile(r"broadcasting instance (\S+)")
 class BroadcastWorker(Worker):
     """A `rmq worker run tests.apps.broadcaster:app` subprocess."""
 
-    def __init__(self, name: str, out: Path, log: Path, env: Mapping[str, str]) -> None:
-        self.name = name
-        self.out = out
-        self.log = log
-        with log.open("wb") as log_file:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "rmq", "worker", "run", APP_TARGET],
-                cwd=REPO_ROOT,
-                env={**env, "RECORDER_OUT": str(out)},
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+    app_target = APP_TARGET
 
     def logged_instance(self) -> str | None:
         """The instance id the consumer logged at startup."""
@@ -83,12 +69,7 @@ class BroadcastPool(WorkerPool):
 
     def start_as(self, name: str, out: str, **extra: object) -> BroadcastWorker:
         """Start `name` recording to `<out>.records` (a restarted instance keeps its file)."""
-        env = {**self.env, **{k: str(v) for k, v in extra.items()}}
-        worker = BroadcastWorker(
-            name, self.directory / f"{out}.records", self.directory / f"{name}.log", env
-        )
-        self.workers.append(worker)
-        return worker
+        return self.spawn(BroadcastWorker, name, self.directory / f"{out}.records", **extra)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,6 @@ message), so the file is the global order in which handlers completed, across pr
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
@@ -28,7 +26,6 @@ import rmq
 from rmq.embedded import EmbeddedServer
 from rmq.keys import NamespaceKeys
 from tests.chaos import (
-    REPO_ROOT,
     Worker,
     WorkerPool,
     group_lag,
@@ -54,19 +51,7 @@ FETCH_BATCH = 32
 class OrderlyWorker(Worker):
     """A `rmq worker run tests.apps.orderly:app` subprocess writing to a shared record file."""
 
-    def __init__(self, name: str, out: Path, log: Path, env: Mapping[str, str]) -> None:
-        self.name = name
-        self.out = out
-        self.log = log
-        with log.open("wb") as log_file:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "rmq", "worker", "run", APP_TARGET],
-                cwd=REPO_ROOT,
-                env={**env, "RECORDER_OUT": str(out)},
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+    app_target = APP_TARGET
 
     async def wait_state(self, stopped: bool, timeout: float = 5.0) -> None:
         """Wait until the kernel reports the process stopped (SIGSTOP) or running again."""
@@ -89,9 +74,7 @@ class OrderlyPool(WorkerPool):
         return self
 
     def start(self, name: str, **extra: object) -> OrderlyWorker:
-        env = {**self.env, **{k: str(v) for k, v in extra.items()}}
-        worker = OrderlyWorker(name, self.out, self.directory / f"{name}.log", env)
-        self.workers.append(worker)
+        worker = self.spawn(OrderlyWorker, name, self.out, **extra)
         self.members.append(worker)
         return worker
 

@@ -8,11 +8,9 @@ are scheduled, in the retry streams and in its hands; worker B finishes everythi
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -23,7 +21,6 @@ import rmq
 from rmq.embedded import EmbeddedServer
 from rmq.keys import NamespaceKeys
 from tests.chaos import (
-    REPO_ROOT,
     Worker,
     WorkerPool,
     group_lag,
@@ -54,19 +51,7 @@ KILL_AFTER_DEAD = 10
 class FlakyWorker(Worker):
     """A `rmq worker run tests.apps.flaky:app` subprocess (same records as the recorder)."""
 
-    def __init__(self, name: str, out: Path, log: Path, env: Mapping[str, str]) -> None:
-        self.name = name
-        self.out = out
-        self.log = log
-        with log.open("wb") as log_file:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "rmq", "worker", "run", APP_TARGET],
-                cwd=REPO_ROOT,
-                env={**env, "RECORDER_OUT": str(out)},
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+    app_target = APP_TARGET
 
     def failures(self) -> Counter[str]:
         """How often each msg_id failed on purpose in this worker."""
@@ -86,12 +71,7 @@ class FlakyPool(WorkerPool):
         return self
 
     def start(self, name: str, **extra: object) -> FlakyWorker:
-        env = {**self.env, **{k: str(v) for k, v in extra.items()}}
-        worker = FlakyWorker(
-            name, self.directory / f"{name}.records", self.directory / f"{name}.log", env
-        )
-        self.workers.append(worker)
-        return worker
+        return self.spawn(FlakyWorker, name, self.directory / f"{name}.records", **extra)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import random
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,22 +40,12 @@ QUEUES = 4
 class TxWorker(Worker):
     """A `rmq worker run tests.apps.tx_worker:app` subprocess."""
 
-    def __init__(self, name: str, out: Path, log: Path, env: Mapping[str, str]) -> None:
-        self.name, self.out, self.log = name, out, log
-        with log.open("wb") as log_file:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "rmq", "worker", "run", "tests.apps.tx_worker:app"],
-                cwd=REPO_ROOT, env={**env, "RECORDER_OUT": str(out)}, stdin=subprocess.DEVNULL,
-                stdout=log_file, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+    app_target = "tests.apps.tx_worker:app"
 
 
 class TxPool(WorkerPool):
     def start(self, name: str, **extra: object) -> TxWorker:
-        env = {**self.env, **{k: str(v) for k, v in extra.items()}}
-        worker = TxWorker(name, self.directory / f"{name}.out", self.directory / f"{name}.log", env)
-        self.workers.append(worker)
-        return worker
+        return self.spawn(TxWorker, name, self.directory / f"{name}.out", **extra)
 
 
 @dataclass

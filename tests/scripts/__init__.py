@@ -120,3 +120,15 @@ async def invisible(client: Redis, q: QueueKeys, group: str) -> dict[str, int]:
     """The invisible-until zset as {entry id: ms}."""
     rows: Any = await client.zrange(q.invisible(group), 0, -1, withscores=True)
     return {_s(m): int(s) for m, s in rows}
+
+
+async def unpacked(client: Redis, payload: str, member: str) -> list[Any] | None:
+    """The cmsgpack-packed value of `member` in the hash `payload`, unpacked by Redis itself."""
+    reply = await client.eval(
+        "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
+        "if not v then return false end return cmsgpack.unpack(v)",
+        1,
+        payload,
+        member,
+    )
+    return list(reply) if reply is not None else None

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from rmq.keys import QueueKeys
+from rmq.keys import NamespaceKeys, QueueKeys
 from tests.scripts import SCRIPTS, connect, queue_keys
 
 
@@ -22,3 +22,9 @@ async def client(redis_url: str) -> AsyncIterator[Redis]:
 def q(namespace: str) -> QueueKeys:
     """Keys of queue 0 of topic "orders" in the test's namespace."""
     return queue_keys(namespace)
+
+
+@pytest.fixture
+def channel(namespace: str) -> str:
+    """The wake channel of topic "orders" (the scripts publish there when a message is due)."""
+    return NamespaceKeys(namespace).wake("orders")

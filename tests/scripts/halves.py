@@ -10,7 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from rmq.keys import QueueKeys
-from tests.scripts import call
+from tests.scripts import call, unpacked
 
 GROUP = "order-service"
 TTL = 60_000
@@ -99,18 +99,6 @@ async def check_claim(
     rest = reply[2:]
     claimed = [(rest[i], int(rest[i + 1]), list(rest[i + 2])) for i in range(0, len(rest), 3)]
     return int(reply[0]), list(reply[1]), claimed
-
-
-async def unpacked(client: Redis, payload: str, member: str) -> list[Any] | None:
-    """The cmsgpack-packed value of `member` in the hash `payload`, unpacked by Redis itself."""
-    reply = await client.eval(
-        "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
-        "if not v then return false end return cmsgpack.unpack(v)",
-        1,
-        payload,
-        member,
-    )
-    return list(reply) if reply is not None else None
 
 
 async def scores(client: Redis, key: str) -> dict[str, int]:

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from rmq.errors import ScriptError
 from rmq.keys import QueueKeys
-from tests.scripts import SCRIPTS, connect, entries, server_ms
+from tests.scripts import SCRIPTS, connect, entries, server_ms, unpacked
 from tests.scripts.halves import (
     CHANNEL,
     GROUP,
@@ -21,7 +21,6 @@ from tests.scripts.halves import (
     prepare,
     rollback,
     scores,
-    unpacked,
 )
 
 

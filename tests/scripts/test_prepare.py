@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 
 from rmq.errors import ScriptError
 from rmq.keys import QueueKeys
-from tests.scripts import SCRIPTS, server_ms
+from tests.scripts import SCRIPTS, server_ms, unpacked
 from tests.scripts.halves import (
     GROUP,
     commit,
@@ -17,7 +17,6 @@ from tests.scripts.halves import (
     prepare,
     rollback,
     scores,
-    unpacked,
 )
 
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from rmq.errors import ScriptError
-from rmq.keys import NamespaceKeys, QueueKeys
+from rmq.keys import QueueKeys
 from tests.scripts import (
     add_entries,
     call,
@@ -22,6 +22,7 @@ from tests.scripts import (
     pending,
     read_ids,
     server_ms,
+    unpacked,
 )
 
 GROUP = "g"
@@ -30,11 +31,6 @@ TOPIC = "orders"
 # A script may round the server's clock up to the next ms: times are compared within this slack.
 SLACK = 5
 SIX = {"i": "M1", "t": "paid", "k": "k1 k2", "p": '{"r":"eu"}', "c": "2", "d": '{"a":1}'}
-
-
-@pytest.fixture
-def channel(namespace: str) -> str:
-    return NamespaceKeys(namespace).wake(TOPIC)
 
 
 async def retry(
@@ -63,17 +59,6 @@ async def delivered(
     ids = [str(await client.xadd(stream, f)) for f in fields]  # type: ignore[arg-type]
     assert await read_ids(client, GROUP, consumer, stream, len(ids)) == ids
     return ids
-
-
-async def unpacked(client: Redis, payload: str, member: str) -> list[Any] | None:
-    reply = await client.eval(
-        "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
-        "if not v then return false end return cmsgpack.unpack(v)",
-        1,
-        payload,
-        member,
-    )
-    return list(reply) if reply is not None else None
 
 
 async def waiting(client: Redis, q: QueueKeys) -> list[tuple[str, int]]:

@@ -16,7 +16,7 @@ from redis.asyncio.client import PubSub
 from rmq.embedded import EmbeddedServer
 from rmq.errors import ScriptError
 from rmq.keys import NamespaceKeys, QueueKeys
-from tests.scripts import call, connect, entries, queue_keys, server_ms
+from tests.scripts import call, connect, entries, queue_keys, server_ms, unpacked
 
 TTL = 60_000
 SESSION = "s1"
@@ -25,11 +25,6 @@ FIELD_NAMES = ["i", "t", "k", "p", "c", "d"]
 # A script may round the server's clock up to the next ms (so "after" delays are never short):
 # due times are compared with TIME readings taken around the call, within this slack.
 SLACK = 5
-
-
-@pytest.fixture
-def channel(namespace: str) -> str:
-    return NamespaceKeys(namespace).wake(TOPIC)
 
 
 def msg(
@@ -71,18 +66,6 @@ async def schedule(
     result = await call(client, "schedule", schedule_keys(q, session), args)
     assert isinstance(result, list)
     return result
-
-
-async def unpacked(client: Redis, payload: str, member: str) -> list[Any] | None:
-    """The cmsgpack-packed fields of `member` in the hash `payload`, unpacked by Redis itself."""
-    reply = await client.eval(
-        "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
-        "if not v then return false end return cmsgpack.unpack(v)",
-        1,
-        payload,
-        member,
-    )
-    return list(reply) if reply is not None else None
 
 
 async def scheduled(client: Redis, q: QueueKeys) -> list[tuple[str, int]]:
