@@ -116,6 +116,6 @@ class Promoter:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             try:
-                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+                await asyncio.shield(pubsub.aclose())
             except Exception as exc:
                 log.debug("closing the wake-up subscription failed: %r", exc)
