@@ -28,11 +28,12 @@ from .connection import broker_error
 from .context import Context
 from .dlq import DeadLetters
 from .errors import ConfigError, GroupNotFound, TopicNotFound
+from .ids import entry_ms
 from .keys import QueueKeys
 from .message import Message, SendResult
 from .names import validate_group, validate_keys, validate_topic
 from .retention import Policy, StreamTrim, policy, topic_groups, trim_topic
-from .state import GroupQueueState, QueueState, entry_ms, read_queues, server_ms
+from .state import GroupQueueState, QueueState, read_queues, server_ms
 from .topics import TopicInfo
 from .transaction import browse as transactions
 from .transaction.browse import DiscardedTransaction, PendingTransaction, TransactionCount
@@ -430,21 +431,17 @@ class Admin:
         validate_group(group)
         target = _position(to)
         await self.group_progress(topic, group)  # raises if the group does not exist
-        conn = self.ctx.conn
-        commands = [
-            conn.scripts["reset_offset"].evalsha_args(
-                (self.ctx.keys.queue(topic, q).stream,), (group, target, self.reset_count_limit)
-            )
+        calls = self.ctx.calls
+        resets = [
+            calls.reset_offset(topic, q, group, target, self.reset_count_limit)
             for q in range(info.queues)
         ]
         out: list[QueueReset] = []
-        for q, reply in enumerate(await conn.scripts.pipeline(conn.commands, commands)):
-            if isinstance(reply, BaseException):
-                if "no such" in str(reply):  # the group is missing on this queue only
-                    continue
-                raise broker_error(reply, f"resetting {group!r} on queue {q}")
-            position, entries_read = reply[0].decode(), int(reply[1])
-            out.append(QueueReset(q, position, None if entries_read < 0 else entries_read))
+        for q, (call, reply) in enumerate(zip(resets, await calls.run_all(resets), strict=True)):
+            if isinstance(reply, BaseException) and "no such" in str(reply):
+                continue  # the group is missing on this queue only
+            position, entries_read = call.result(reply)
+            out.append(QueueReset(q, position, entries_read))
         return out
 
     # ------------------------------------------------------------------ messages

@@ -15,12 +15,11 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .admin import Admin, Position, QueueReset
-from .connection import broker_error
 from .consumer.broadcast import BroadcastConsumer
 from .consumer.orderly import OrderlyConsumer
 from .consumer.promoter import Promoter
 from .consumer.pull import PullConsumer
-from .consumer.push import PushConsumer, consumer_name
+from .consumer.push import PushConsumer
 from .consumer.spec import (
     AllocateStrategy,
     ConsumeMode,
@@ -32,6 +31,7 @@ from .consumer.spec import (
 from .context import Context
 from .dlq import DeadLetters
 from .errors import ConfigError, ConsumerError, ProducerClosed
+from .ids import consumer_name
 from .message import Message, SendResult
 from .names import validate_group, validate_topic
 from .producer import ErrorCallback, Producer, QueueSelector, SendCallback
@@ -357,16 +357,10 @@ class App:
         info = await ctx.topics.get(validate_topic(topic))
         if info is None:
             return False
-        script = ctx.conn.scripts["cancel_delayed"]
-        commands = []
-        for queue_id in range(info.queues):
-            queue = ctx.keys.queue(topic, queue_id)
-            commands.append(script.evalsha_args((queue.delay, queue.delay_payload), (msg_id,)))
-        results = await ctx.conn.scripts.pipeline(ctx.conn.commands, commands)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise broker_error(result, "cancel_delayed")
-        return any(results)
+        calls = ctx.calls
+        cancels = [calls.cancel_delayed(topic, q, msg_id) for q in range(info.queues)]
+        cancelled: list[bool] = await calls.results(cancels)
+        return any(cancelled)
 
     def dead_letters(self, topic: str, group: str) -> DeadLetters:
         """The dead-letter queue of `group` on `topic`: count, entries, replay, purge."""

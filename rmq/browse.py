@@ -18,9 +18,8 @@ import anyio
 from .codec import decode_fields
 from .context import Context
 from .errors import DecodeError
-from .ids import born_ms
+from .ids import born_ms, entry_key, entry_ms
 from .keys import QueueKeys
-from .state import entry_ms
 from .streams import call
 from .topics import TopicInfo
 
@@ -107,15 +106,9 @@ def bound(value: Bound, default: str) -> str:
     return value
 
 
-def id_key(entry_id: str) -> tuple[int, int]:
-    """A stream id as a sortable (ms, seq) pair."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def _before(entry_id: str) -> str:
     """The id just before `entry_id` (XREAD returns entries after the id it is given)."""
-    ms, seq = id_key(entry_id)
+    ms, seq = entry_key(entry_id)
     if seq:
         return f"{ms}-{seq - 1}"
     return f"{ms - 1}-{_MAX_SEQ}" if ms else "0-0"
@@ -166,22 +159,20 @@ async def query_key(
             found.append(msg)
             if len(found) >= limit:
                 break
-    found.sort(key=lambda m: id_key(m.offset))
+    found.sort(key=lambda m: entry_key(m.offset))
     return found[:limit]
 
 
 async def _find(
     ctx: Context, queue: QueueKeys, start: str, end: str, kind: str, value: str, chunk: int
 ) -> AsyncIterator[StoredMessage]:
-    conn = ctx.conn
+    calls = ctx.calls
     cursor = start
     while cursor:
-        reply = await conn.scripts.call(
-            conn.commands, "find_entries", (queue.stream,), (cursor, end, chunk, kind, value)
-        )
-        cursor = reply[0].decode()
-        for i in range(1, len(reply), 2):
-            yield StoredMessage.decode(queue.topic, queue.queue_id, reply[i], reply[i + 1])
+        call = calls.find_entries(queue.topic, queue.queue_id, cursor, end, chunk, kind, value)
+        cursor, found = await calls.run(call)
+        for entry_id, fields in found:
+            yield StoredMessage.decode(queue.topic, queue.queue_id, entry_id, fields)
 
 
 async def messages(
@@ -198,7 +189,7 @@ async def messages(
         out.extend(
             StoredMessage.decode(info.name, q, entry_id, fields) for entry_id, fields in rows
         )
-    out.sort(key=lambda m: id_key(m.offset))
+    out.sort(key=lambda m: entry_key(m.offset))
     return out[:count]
 
 
@@ -232,6 +223,6 @@ async def tail(
         if not batch:
             await anyio.sleep(poll)
             continue
-        batch.sort(key=lambda m: id_key(m.offset))
+        batch.sort(key=lambda m: entry_key(m.offset))
         for msg in batch:
             yield msg

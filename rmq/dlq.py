@@ -25,6 +25,7 @@ from .codec import decode_entry
 from .connection import broker_error
 from .context import Context
 from .errors import ConfigError, DecodeError
+from .ids import entry_key
 from .message import Message
 from .names import validate_group, validate_topic
 from .state import server_ms
@@ -184,7 +185,7 @@ class DeadLetters:
         pages = await self.ctx.conn.scripts.pipeline(self.ctx.conn.commands, commands)
         rows = heapq.merge(
             *[
-                [(_sort_key(i), q, i, f) for i, f in page]
+                [(entry_key(i), q, i, f) for i, f in page]
                 for q, page in zip(queue_ids, pages, strict=True)
             ]
         )
@@ -225,22 +226,15 @@ class DeadLetters:
         chosen = list(letters) if letters is not None else await self.everything()
         if dry_run:
             return [letter for letter in chosen if not letter.lost]
-        conn = self.ctx.conn
-        script = conn.scripts["dlq_replay"]
+        calls = self.ctx.calls
         done: list[DeadLetter] = []
         for chunk in _chunks(chosen, _PAGE):
-            commands = []
-            for letter in chunk:
-                queue = self.ctx.keys.queue(self.topic, letter.queue_id)
-                target = queue.retry_stream(self.group) if to == "group" else queue.stream
-                commands.append(
-                    script.evalsha_args((queue.dlq(self.group), target), (letter.id, to))
-                )
-            results = await conn.scripts.pipeline(conn.commands, commands)
-            for letter, result in zip(chunk, results, strict=True):
-                if isinstance(result, BaseException):
-                    raise broker_error(result, "replay")
-                if isinstance(result, bytes):
+            replays = [
+                calls.dlq_replay(self.topic, letter.queue_id, self.group, letter.id, to)
+                for letter in chunk
+            ]
+            for letter, new_id in zip(chunk, await calls.results(replays), strict=True):
+                if new_id is not None:
                     done.append(letter)
         return done
 
@@ -327,11 +321,6 @@ async def trim_dead_letters(
 async def _cutoff(ctx: Context, seconds: float) -> int:
     """The entry-id time (ms) below which a dead letter is older than `seconds`."""
     return max(0, await server_ms(ctx.conn.commands) - round(seconds * 1000))
-
-
-def _sort_key(raw_id: bytes) -> tuple[int, int]:
-    ms, _, seq = raw_id.partition(b"-")
-    return int(ms), int(seq or 0)
 
 
 def _chunks(items: Sequence[DeadLetter], size: int) -> Iterable[Sequence[DeadLetter]]:

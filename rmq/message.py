@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .ids import born_ms
+from .ids import born_ms, entry_ms
 
 __all__ = ["Message", "SendResult", "SendStatus"]
 
@@ -138,7 +138,7 @@ class Message:
     def stored_at(self) -> datetime | None:
         """When the message became visible in its queue (UTC): the stream entry's time."""
         if self._stored_ms is None and self.offset:
-            self._stored_ms = int(self.offset.partition("-")[0])
+            self._stored_ms = entry_ms(self.offset)
         return _to_datetime(self._stored_ms)
 
     def __repr__(self) -> str:

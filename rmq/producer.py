@@ -18,49 +18,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
-import random
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from . import metrics
-from .codec import encode_body, encode_properties
+from .calls import Call
 from .connection import Backoff, is_transient
 from .context import Context
 from .errors import BrokerError, BrokerUnavailable, ConfigError, ProducerClosed, PublishError
-from .ids import new_msg_id
 from .message import Message, SendResult, SendStatus
-from .names import validate_group, validate_keys, validate_properties, validate_tag
-from .retry import delay_level_seconds, seconds
+from .names import validate_group
+from .outgoing import Encoded, Outgoing, QueueChooser, QueueSelector, encode
 from .router import WireSet
-from .scripts import raise_script_error
-from .topics import TopicInfo
 from .transaction.local import Transaction, send_in_transaction
 from .transaction.store import HalfStore
-from .transaction.types import (
-    HalfMessage,
-    LocalTransaction,
-    TransactionChecker,
-    TransactionSendResult,
-)
+from .transaction.types import LocalTransaction, TransactionChecker, TransactionSendResult
 
 __all__ = ["ErrorCallback", "Producer", "QueueSelector", "SendCallback"]
 
 log = logging.getLogger("rmq.producer")
 
-QueueSelector = Callable[[int, Message], int]
-"""`selector(queue_count, message) -> queue_id`, RocketMQ's MessageQueueSelector."""
 SendCallback = Callable[[SendResult], object]
 ErrorCallback = Callable[[BaseException], object]
-_MessageParts = tuple[Any, str | None, Sequence[str] | None, dict[str, str] | None]
-_When = tuple[str, int]
-"""("after", delay ms) or ("at", due epoch ms): when a delayed message becomes visible."""
 
 
 class _BatchSink:
@@ -84,30 +66,28 @@ class _BatchSink:
             self.future.set_exception(exc)
 
 
-class _Outgoing:
-    """One message on its way to Redis: the 6 script values, where it goes, who waits for it."""
+class _Pending:
+    """One encoded message waiting for its round trip: where it goes and who waits for it."""
 
-    __slots__ = ("args", "batch", "deadline", "index", "queue_id", "sink", "topic", "when")
+    __slots__ = ("batch", "deadline", "encoded", "index", "queue_id", "sink", "topic")
 
     def __init__(
         self,
         topic: str,
-        args: list[Any],
+        encoded: Encoded,
         sink: asyncio.Future[SendResult] | _BatchSink | None,
         deadline: float,
         queue_id: int = 0,
         batch: _BatchSink | None = None,
         index: int = 0,
-        when: _When | None = None,
     ) -> None:
         self.topic = topic
         self.queue_id = queue_id
-        self.args = args
+        self.encoded = encoded
         self.sink = sink
         self.deadline = deadline
         self.batch = batch
         self.index = index
-        self.when = when
 
 
 class Producer:
@@ -130,8 +110,8 @@ class Producer:
         self.checker = checker
         self._halves: HalfStore | None = None
         self._context = context
-        self._round_robin: dict[str, int] = {}
-        self._buffer: list[_Outgoing] = []
+        self._chooser = QueueChooser()
+        self._buffer: list[_Pending] = []
         self._flushing = False
         self._outstanding = 0
         self._space_waiters: list[asyncio.Future[None]] = []
@@ -141,8 +121,6 @@ class Producer:
         self._wire: tuple[Context, WireSet] | None = None
         self._session_pid = 0
         self._session_id = ""
-        self._send_keys_cache: tuple[Context | None, str, dict[tuple[str, int], tuple[str, str]]]
-        self._send_keys_cache = (None, "", {})
 
     # ------------------------------------------------------------------ public API
 
@@ -165,32 +143,9 @@ class Producer:
         With `delay` (seconds or timedelta), `deliver_at` (datetime) or RocketMQ's `delay_level`
         (1..18) the message becomes visible later (see `SendResult.deliver_at`).
         """
-        ctx = self._ctx()
-        args = self._encode(ctx, body, tag, keys, properties)
-        when = _when(ctx, delay, deliver_at, delay_level)
-        info = await ctx.topics.ensure(topic)
-        if self._outstanding >= ctx.settings.max_pending_sends:
-            await self._wait_for_space(ctx)
-        queue_id = self._select(info, (body, tag, keys, properties), sharding_key, selector)
-        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
-        item = _Outgoing(
-            topic, args, future, time.monotonic() + ctx.settings.send_timeout, queue_id, when=when
-        )
-        self._outstanding += 1
-        if not self._flushing and not self._buffer:
-            # Nothing in flight: send inline, without waking another task.
-            self._flushing = True
-            try:
-                await self._store(ctx, [[item]])
-            finally:
-                self._flushing = False
-                if self._buffer:
-                    self._start_drainer()
-                elif self._outstanding == 0:
-                    self._wake(self._idle_waiters)
-            return future.result()
-        self._enqueue(item)
-        return await future
+        out = Outgoing(topic, body, tag, keys, properties, sharding_key, selector, delay,
+                       deliver_at, delay_level)  # fmt: skip
+        return await self.deliver(out)
 
     def send_async(
         self,
@@ -212,15 +167,9 @@ class Producer:
 
         Raises `PublishError` at once when `max_pending_sends` messages are already waiting.
         """
-        ctx = self._ctx()
-        args = self._encode(ctx, body, tag, keys, properties)
-        when = _when(ctx, delay, deliver_at, delay_level)
-        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
-        if callback is not None or on_error is not None:
-            future.add_done_callback(_callback_adapter(callback, on_error))
-        parts = (body, tag, keys, properties)
-        self._submit_nowait(ctx, topic, args, future, parts, sharding_key, selector, when)
-        return future
+        out = Outgoing(topic, body, tag, keys, properties, sharding_key, selector, delay,
+                       deliver_at, delay_level)  # fmt: skip
+        return self.deliver_async(out, callback, on_error)
 
     def send_oneway(
         self,
@@ -237,11 +186,9 @@ class Producer:
         delay_level: int | None = None,
     ) -> None:
         """Fire and forget: queue the message for the next round trip; failures are only logged."""
-        ctx = self._ctx()
-        args = self._encode(ctx, body, tag, keys, properties)
-        when = _when(ctx, delay, deliver_at, delay_level)
-        parts = (body, tag, keys, properties)
-        self._submit_nowait(ctx, topic, args, None, parts, sharding_key, selector, when)
+        out = Outgoing(topic, body, tag, keys, properties, sharding_key, selector, delay,
+                       deliver_at, delay_level)  # fmt: skip
+        self.deliver_oneway(out)
 
     async def send_batch(
         self,
@@ -255,34 +202,17 @@ class Producer:
 
         Items that are not `Message` objects are used as bodies.
         """
-        ctx = self._ctx()
-        msgs = [m if isinstance(m, Message) else Message(m) for m in messages]
-        if not msgs:
-            return []
-        if len(msgs) > ctx.settings.max_batch_messages:
+        if isinstance(messages, str | bytes | bytearray | memoryview) or not isinstance(
+            messages, Sequence
+        ):
             raise ConfigError(
-                f"a batch holds at most {ctx.settings.max_batch_messages} messages "
-                f"(max_batch_messages), got {len(msgs)}"
+                f"send_batch takes a list of messages or bodies, got {type(messages).__name__}"
             )
-        encoded = [self._encode(ctx, m.body, m.tag, m.keys, m.properties) for m in msgs]
-        info = await ctx.topics.ensure(topic)
-        first = msgs[0]
-        parts = (first.body, first.tag, first.keys, first.properties)
-        queue_id = self._select(info, parts, sharding_key, selector)
-        if self._outstanding >= ctx.settings.max_pending_sends:
-            await self._wait_for_space(ctx)
-        future: asyncio.Future[list[SendResult]] = asyncio.get_running_loop().create_future()
-        sink = _BatchSink(future, len(encoded))
-        deadline = time.monotonic() + ctx.settings.send_timeout
-        items = [
-            _Outgoing(topic, args, sink, deadline, queue_id, sink, i)
-            for i, args in enumerate(encoded)
-        ]
-        self._outstanding += len(items)
-        self._buffer.extend(items)
-        if not self._flushing:
-            self._start_drainer()
-        return await future
+        outs = [Outgoing.of(topic, m) for m in messages]
+        if not outs:
+            return []
+        outs[0].sharding_key, outs[0].selector = sharding_key, selector
+        return await self.deliver_batch(outs)
 
     async def send_in_transaction(
         self,
@@ -309,6 +239,8 @@ class Producer:
         of `transaction_check_immunity`) leave it for the check-back. The result carries the
         msg_id, where the message went and `local_state`.
         """
+        out = Outgoing(topic, body, tag, keys, properties, sharding_key, selector, delay,
+                       deliver_at, delay_level)  # fmt: skip
         if not callable(execute):
             raise ConfigError(f"execute must be callable, got {execute!r}")
         store = self._half_store()
@@ -317,11 +249,7 @@ class Producer:
             limit = store.ctx.settings.transaction_check_immunity / 2
         elif not (isinstance(limit, int | float) and limit > 0):
             raise ConfigError(f"execute_timeout must be seconds > 0, got {execute_timeout!r}")
-        half = await self._half(
-            topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
-            selector=selector, delay=delay, deliver_at=deliver_at, delay_level=delay_level,
-        )  # fmt: skip
-        return await send_in_transaction(store, half, execute, arg, limit)
+        return await send_in_transaction(store, self._chooser, out, execute, arg, limit)
 
     def transaction(self) -> Transaction:
         """A transaction of one or more messages: `async with producer.transaction() as tx:`.
@@ -329,7 +257,7 @@ class Producer:
         `await tx.send(...)` takes the options of `send`; leaving the block normally commits
         every message, an exception rolls them all back. See `rmq.transaction.Transaction`.
         """
-        return Transaction(self)
+        return Transaction(self._half_store(), self._chooser)
 
     async def flush(self) -> None:
         """Wait until every message sent so far (including one-way ones) is stored or has failed."""
@@ -349,6 +277,82 @@ class Producer:
             self._closed = True
             metrics.flush_published()
 
+    # ------------------------------------------------------------------ outgoing records
+
+    async def deliver(self, out: Outgoing) -> SendResult:
+        """`send` of an outgoing record: wait until it is stored."""
+        ctx = self._ctx()
+        encoded = encode(ctx.settings, out)
+        info = await ctx.topics.ensure(out.topic)
+        if self._outstanding >= ctx.settings.max_pending_sends:
+            await self._wait_for_space(ctx)
+        queue_id = self._chooser.choose(info, out)
+        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+        deadline = time.monotonic() + ctx.settings.send_timeout
+        item = _Pending(out.topic, encoded, future, deadline, queue_id)
+        self._outstanding += 1
+        if not self._flushing and not self._buffer:
+            # Nothing in flight: send inline, without waking another task.
+            self._flushing = True
+            try:
+                await self._store(ctx, [[item]])
+            finally:
+                self._flushing = False
+                if self._buffer:
+                    self._start_drainer()
+                elif self._outstanding == 0:
+                    self._wake(self._idle_waiters)
+            return future.result()
+        self._enqueue(item)
+        return await future
+
+    def deliver_async(
+        self,
+        out: Outgoing,
+        callback: SendCallback | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> asyncio.Future[SendResult]:
+        """`send_async` of an outgoing record."""
+        ctx = self._ctx()
+        encoded = encode(ctx.settings, out)
+        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+        if callback is not None or on_error is not None:
+            future.add_done_callback(_callback_adapter(callback, on_error))
+        self._submit_nowait(ctx, out, encoded, future)
+        return future
+
+    def deliver_oneway(self, out: Outgoing) -> None:
+        """`send_oneway` of an outgoing record."""
+        ctx = self._ctx()
+        self._submit_nowait(ctx, out, encode(ctx.settings, out), None)
+
+    async def deliver_batch(self, outs: list[Outgoing]) -> list[SendResult]:
+        """`send_batch` of outgoing records: one queue (chosen for the first), consecutive
+        offsets."""
+        ctx = self._ctx()
+        if len(outs) > ctx.settings.max_batch_messages:
+            raise ConfigError(
+                f"a batch holds at most {ctx.settings.max_batch_messages} messages "
+                f"(max_batch_messages), got {len(outs)}"
+            )
+        encoded = [encode(ctx.settings, out) for out in outs]
+        topic = outs[0].topic
+        info = await ctx.topics.ensure(topic)
+        queue_id = self._chooser.choose(info, outs[0])
+        if self._outstanding >= ctx.settings.max_pending_sends:
+            await self._wait_for_space(ctx)
+        future: asyncio.Future[list[SendResult]] = asyncio.get_running_loop().create_future()
+        sink = _BatchSink(future, len(encoded))
+        deadline = time.monotonic() + ctx.settings.send_timeout
+        items = [
+            _Pending(topic, e, sink, deadline, queue_id, sink, i) for i, e in enumerate(encoded)
+        ]
+        self._outstanding += len(items)
+        self._buffer.extend(items)
+        if not self._flushing:
+            self._start_drainer()
+        return await future
+
     # ------------------------------------------------------------------ preparing
 
     def _ctx(self) -> Context:
@@ -367,84 +371,12 @@ class Producer:
             self._halves = HalfStore(ctx, self.group)
         return self._halves
 
-    async def _half(
-        self,
-        topic: str,
-        body: Any,
-        *,
-        tag: str | None,
-        keys: Sequence[str] | None,
-        properties: dict[str, str] | None,
-        sharding_key: str | None,
-        selector: QueueSelector | None,
-        delay: float | timedelta | None,
-        deliver_at: datetime | None,
-        delay_level: int | None,
-    ) -> HalfMessage:
-        """Encode a transactional message and choose its queue, as `send` does."""
-        ctx = self._ctx()
-        args = self._encode(ctx, body, tag, keys, properties)
-        when = _when(ctx, delay, deliver_at, delay_level)
-        info = await ctx.topics.ensure(topic)
-        queue_id = self._select(info, (body, tag, keys, properties), sharding_key, selector)
-        return HalfMessage(topic, queue_id, args, when, body, tag, list(keys or []), properties)
-
-    def _encode(
-        self,
-        ctx: Context,
-        body: Any,
-        tag: str | None,
-        keys: Sequence[str] | None,
-        properties: dict[str, str] | None,
-    ) -> list[Any]:
-        """The 6 values the send script stores: msg_id, tag, keys, properties, flags, body."""
-        settings = ctx.settings
-        data, flags = encode_body(body, settings.max_body_bytes, settings.compress_threshold)
-        if tag is not None:
-            validate_tag(tag)
-        keys_field = " ".join(validate_keys(keys)) if keys else ""
-        if properties:
-            validate_properties(properties)
-        props = encode_properties(properties, settings.max_properties_bytes)
-        return [new_msg_id(), tag or "", keys_field, props, flags, data]
-
-    def _select(
-        self,
-        info: TopicInfo,
-        parts: _MessageParts,
-        sharding_key: str | None,
-        selector: QueueSelector | None,
-    ) -> int:
-        if sharding_key is not None:
-            if not isinstance(sharding_key, str) or not sharding_key:
-                raise ConfigError("sharding_key must be a non-empty str")
-            return zlib.crc32(sharding_key.encode()) % info.queues
-        if selector is not None:
-            body, tag, keys, properties = parts
-            message = Message(body, tag=tag, keys=list(keys or []), properties=properties)
-            queue_id = selector(info.queues, message)
-            if not isinstance(queue_id, int) or not 0 <= queue_id < info.queues:
-                last = info.queues - 1
-                raise ConfigError(
-                    f"selector returned {queue_id!r}; topic {info.name!r} has queues 0..{last}"
-                )
-            return queue_id
-        n = self._round_robin.get(info.name)
-        if n is None:
-            n = random.randrange(info.queues)  # RocketMQ starts each producer at a random queue
-        self._round_robin[info.name] = n + 1
-        return n % info.queues
-
     def _submit_nowait(
         self,
         ctx: Context,
-        topic: str,
-        args: list[Any],
+        out: Outgoing,
+        encoded: Encoded,
         future: asyncio.Future[SendResult] | None,
-        parts: _MessageParts,
-        sharding_key: str | None,
-        selector: QueueSelector | None,
-        when: _When | None,
     ) -> None:
         if self._outstanding >= ctx.settings.max_pending_sends:
             raise PublishError(
@@ -452,19 +384,17 @@ class Producer:
                 "await app.flush() or use await app.send(...) to slow down"
             )
         deadline = time.monotonic() + ctx.settings.send_timeout
-        item = _Outgoing(topic, args, future, deadline, when=when)
+        item = _Pending(out.topic, encoded, future, deadline)
         self._outstanding += 1
-        info = ctx.topics.cached(topic)
+        info = ctx.topics.cached(out.topic)
         if info is not None:
-            item.queue_id = self._select(info, parts, sharding_key, selector)
+            item.queue_id = self._chooser.choose(info, out)
             self._enqueue(item)
             return
 
         async def resolve_topic() -> None:
             try:
-                item.queue_id = self._select(
-                    await ctx.topics.ensure(topic), parts, sharding_key, selector
-                )
+                item.queue_id = self._chooser.choose(await ctx.topics.ensure(out.topic), out)
             except Exception as exc:
                 self._fail([item], exc)
                 return
@@ -476,7 +406,7 @@ class Producer:
 
     # ------------------------------------------------------------------ sending
 
-    def _enqueue(self, item: _Outgoing) -> None:
+    def _enqueue(self, item: _Pending) -> None:
         self._buffer.append(item)
         if not self._flushing:
             self._start_drainer()
@@ -510,14 +440,15 @@ class Producer:
         return self._session_id
 
     @staticmethod
-    def _chunks(items: list[_Outgoing], limit: int) -> list[list[_Outgoing]]:
+    def _chunks(items: list[_Pending], limit: int) -> list[list[_Pending]]:
         """One chunk per queue: a round trip carries at most one chunk per queue (dedup relies on
         it). A queue's chunk holds up to `limit` messages, or one whole batch; the rest waits for
         the next round trip."""
-        by_queue: dict[tuple[str, int, bool], list[_Outgoing]] = {}
-        leftover: list[_Outgoing] = []
+        by_queue: dict[tuple[str, int, bool], list[_Pending]] = {}
+        leftover: list[_Pending] = []
         for item in items:
-            chunk = by_queue.setdefault((item.topic, item.queue_id, item.when is not None), [])
+            delayed = item.encoded.when is not None
+            chunk = by_queue.setdefault((item.topic, item.queue_id, delayed), [])
             continues_batch = (
                 bool(chunk) and item.batch is not None and item.batch is chunk[-1].batch
             )
@@ -528,36 +459,20 @@ class Producer:
         items[:] = leftover
         return list(by_queue.values())
 
-    def _send_keys(self, ctx: Context, topic: str, queue_id: int) -> tuple[str, str]:
-        """The `send` script's keys for a queue (the stream, this session's dedup record)."""
-        session = self.session
-        cache = self._send_keys_cache
-        if cache[0] is not ctx or cache[1] != session:
-            cache = self._send_keys_cache = (ctx, session, {})
-        keys = cache[2].get((topic, queue_id))
-        if keys is None:
-            queue = ctx.keys.queue(topic, queue_id)
-            keys = cache[2][(topic, queue_id)] = (queue.stream, queue.dedup(session))
-        return keys
-
-    def _command(self, ctx: Context, chunk: list[_Outgoing], retry: bool) -> tuple[Any, ...]:
+    def _call(self, ctx: Context, chunk: list[_Pending], retry: bool) -> Call[Any]:
+        """The `send` (or, for delayed messages, `schedule`) call that stores one chunk."""
         first = chunk[0]
-        args: list[Any] = [int(ctx.settings.dedup_window * 1000), "1" if retry else "0"]
-        if first.when is None:
-            for item in chunk:
-                args += item.args
-            script = ctx.conn.scripts["send"]
-            return script.evalsha_args(self._send_keys(ctx, first.topic, first.queue_id), args)
-        queue = ctx.keys.queue(first.topic, first.queue_id)
-        args.append(ctx.keys.wake(first.topic))
+        if first.encoded.when is None:
+            values = [v for item in chunk for v in item.encoded.values]
+            return ctx.calls.send(first.topic, first.queue_id, self.session, retry, values)
+        values = []
         for item in chunk:
-            assert item.when is not None
-            args += item.when
-            args += item.args
-        keys = (queue.stream, queue.delay, queue.delay_payload, queue.dedup(f"{self.session}:d"))
-        return ctx.conn.scripts["schedule"].evalsha_args(keys, args)
+            assert item.encoded.when is not None
+            values += item.encoded.when
+            values += item.encoded.values
+        return ctx.calls.schedule(first.topic, first.queue_id, self.session, retry, values)
 
-    async def _flush(self, items: list[_Outgoing]) -> None:
+    async def _flush(self, items: list[_Pending]) -> None:
         """Store `items`, resolving or failing each; one round trip per attempt."""
         try:
             ctx = self._context()
@@ -573,7 +488,7 @@ class Producer:
             self._fail(pending, ProducerClosed("the send was cancelled before it was attempted"))
             raise
 
-    async def _store(self, ctx: Context, chunks: list[list[_Outgoing]]) -> None:
+    async def _store(self, ctx: Context, chunks: list[list[_Pending]]) -> None:
         """Store chunks (at most one per queue), retrying transient failures within the deadline."""
         wire = self._wire_for(ctx)
         try:
@@ -584,13 +499,14 @@ class Producer:
                 self._fail(chunk, cancelled)
             raise
 
-    async def _attempts(self, ctx: Context, wire: WireSet, chunks: list[list[_Outgoing]]) -> None:
+    async def _attempts(self, ctx: Context, wire: WireSet, chunks: list[list[_Pending]]) -> None:
         """Round trips until every chunk is resolved or failed; `chunks` always holds the rest."""
         settings = ctx.settings
         backoff: Backoff | None = None
         retrying = False
         while chunks:
-            commands = [self._command(ctx, chunk, retrying) for chunk in chunks]
+            calls = [self._call(ctx, chunk, retrying) for chunk in chunks]
+            commands = [call.command for call in calls]
             deadline = min(chunk[0].deadline for chunk in chunks)
             started = time.perf_counter()
             try:
@@ -601,20 +517,22 @@ class Producer:
                         self._fail(chunk, BrokerError(f"send failed: {exc!r}"))
                     return
                 results = [exc] * len(chunks)
-            retry: list[list[_Outgoing]] = []
+            retry: list[list[_Pending]] = []
             last_error: BaseException | None = None
             elapsed = time.perf_counter() - started
-            for chunk, result in zip(chunks, results, strict=True):
-                if not isinstance(result, BaseException):
-                    self._resolve(chunk, result)
-                    topic = chunk[0].topic
-                    sizes = [len(item.args[5]) for item in chunk]
-                    metrics.published(topic, "ok", len(chunk), elapsed, sizes=sizes)
-                elif is_transient(result):
+            for chunk, call, result in zip(chunks, calls, results, strict=True):
+                if isinstance(result, BaseException) and is_transient(result):
                     retry.append(chunk)
                     last_error = result
-                else:
-                    self._fail(chunk, _script_failure(result))
+                    continue
+                try:
+                    stored = call.result(result)
+                except Exception as exc:
+                    self._fail(chunk, exc)
+                    continue
+                self._resolve(chunk, stored)
+                sizes = [item.encoded.size for item in chunk]
+                metrics.published(chunk[0].topic, "ok", len(chunk), elapsed, sizes=sizes)
             if not retry:
                 return
             if backoff is None:
@@ -645,28 +563,28 @@ class Producer:
 
     # ------------------------------------------------------------------ outcomes
 
-    def _resolve(self, chunk: list[_Outgoing], reply: list[Any]) -> None:
-        delayed = chunk[0].when is not None
-        for i, item in enumerate(chunk):
+    def _resolve(self, chunk: list[_Pending], stored: list[Any]) -> None:
+        """Resolve each waiting caller: `stored` has an entry id (a `send`) or an (entry id or
+        "", due ms) pair (a `schedule`) per message."""
+        delayed = chunk[0].encoded.when is not None
+        for item, where in zip(chunk, stored, strict=True):
             sink = item.sink
             if sink is None:
                 continue
             if delayed:
-                entry_id, due = reply[2 * i], reply[2 * i + 1]
-                offset = entry_id.decode() if entry_id else ""
-                deliver_at = None if entry_id else datetime.fromtimestamp(int(due) / 1000, UTC)
+                offset, due = where
+                deliver_at = None if offset else datetime.fromtimestamp(due / 1000, UTC)
             else:
-                offset, deliver_at = reply[i].decode(), None
-            result = SendResult(
-                SendStatus.SEND_OK, item.args[0], item.topic, item.queue_id, offset, deliver_at
-            )
+                offset, deliver_at = where, None
+            result = SendResult(SendStatus.SEND_OK, item.encoded.values[0], item.topic,
+                                item.queue_id, offset, deliver_at)  # fmt: skip
             if isinstance(sink, _BatchSink):
                 sink.set(item.index, result)
             elif not sink.done():
                 sink.set_result(result)
         self._done(len(chunk))
 
-    def _fail(self, chunk: list[_Outgoing], exc: BaseException) -> None:
+    def _fail(self, chunk: list[_Pending], exc: BaseException) -> None:
         per_topic: dict[str, int] = {}
         for item in chunk:
             per_topic[item.topic] = per_topic.get(item.topic, 0) + 1
@@ -702,47 +620,6 @@ class Producer:
             if not waiter.done():
                 waiter.set_result(None)
         waiters.clear()
-
-
-def _when(
-    ctx: Context,
-    delay: float | timedelta | None,
-    deliver_at: datetime | None,
-    delay_level: int | None,
-) -> _When | None:
-    """Validate the delay arguments (at most one) against `max_delay`."""
-    given = [x is not None for x in (delay, deliver_at, delay_level)]
-    if sum(given) > 1:
-        raise ConfigError("give at most one of delay, deliver_at and delay_level")
-    limit = ctx.settings.max_delay
-    if delay is not None or delay_level is not None:
-        if delay is not None:
-            wait = seconds(delay, "delay")
-        else:
-            assert delay_level is not None
-            wait = delay_level_seconds(delay_level)
-        if wait > limit:
-            raise ConfigError(f"delay {wait:g}s is beyond max_delay ({limit:g}s)")
-        return ("after", int(wait * 1000))
-    if deliver_at is not None:
-        if not isinstance(deliver_at, datetime):
-            raise ConfigError(f"deliver_at must be a datetime, got {type(deliver_at).__name__}")
-        moment = deliver_at if deliver_at.tzinfo else deliver_at.astimezone()
-        due = moment.timestamp()
-        if due - time.time() > limit:
-            raise ConfigError(f"deliver_at {moment.isoformat()} is beyond max_delay ({limit:g}s)")
-        return ("at", math.ceil(due * 1000))
-    return None
-
-
-def _script_failure(exc: BaseException) -> BaseException:
-    if isinstance(exc, ResponseError):
-        try:
-            raise_script_error("send", exc)
-        except BrokerError as wrapped:
-            return wrapped
-        return BrokerError(f"Redis refused the send: {exc}")
-    return exc
 
 
 def _callback_adapter(

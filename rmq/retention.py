@@ -24,7 +24,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from . import metrics
-from .connection import broker_error, is_transient
+from .connection import is_transient
 from .context import Context
 from .dlq import trim_dead_letters
 from .settings import Settings
@@ -113,8 +113,8 @@ async def trim_topic(
     """
     settings = ctx.settings
     rules = rules or policy(settings, info)
-    script = ctx.conn.scripts["trim"]
-    args = (*rules.script_args(), settings.trim_batch, int(dry_run), count_kept, *groups)
+    calls = ctx.calls
+    args = (*rules.script_args(), settings.trim_batch, int(dry_run), count_kept)
     names = ["queue", *(f"retry:{g}" for g in groups)]
     totals = {q: [StreamTrim(q, name) for name in names] for q in range(info.queues)}
     todo = list(range(info.queues))
@@ -122,18 +122,14 @@ async def trim_topic(
     for _ in range(1 if dry_run else _MAX_ROUNDS):
         if not todo:
             break
-        commands = []
-        for q in todo:
-            queue = ctx.keys.queue(info.name, q)
-            keys = [queue.stream]
-            for group in groups:
-                keys += [queue.retry_stream(group), queue.broadcast_offsets(group)]
-            commands.append(script.evalsha_args(keys, args))
-        replies = await ctx.conn.scripts.pipeline(ctx.conn.commands, commands)
+        trims = [calls.trim(info.name, q, groups, args) for q in todo]
+        replies = await calls.run_all(trims)
         again = []
-        for q, reply in zip(todo, replies, strict=True):
-            if isinstance(reply, BaseException):
-                error = error or broker_error(reply, f"trimming {info.name}[{q}]")
+        for q, trim_call, raw in zip(todo, trims, replies, strict=True):
+            try:
+                reply = trim_call.result(raw)
+            except Exception as exc:
+                error = error or exc
                 continue
             more = False
             for row, total in zip(reply, totals[q], strict=True):

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from typing import Any
 
@@ -18,7 +19,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from .errors import ScriptError
 from .streams import Client, call
 
-__all__ = ["SCRIPT_NAMES", "Script", "Scripts"]
+__all__ = ["SCRIPT_NAMES", "Script", "Scripts", "script_error"]
 
 SCRIPT_NAMES = (
     "bcast_commit",
@@ -95,62 +96,72 @@ class Scripts:
     async def call(
         self, client: Client, name: str, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        """Run script `name` with EVALSHA, loading it first if the server does not know it."""
-        script = self._by_name[name]
-        try:
-            return await call(client, *script.evalsha_args(keys, args))
-        except NoScriptError:
-            await self.load_all(client)
-            try:
-                return await call(client, *script.evalsha_args(keys, args))
-            except ResponseError as exc:
-                raise_script_error(name, exc)
-                raise
-        except ResponseError as exc:
-            raise_script_error(name, exc)
-            raise
+        """Run script `name` on `client` (the script tests use this; rmq itself builds its calls
+        in `rmq.calls`). A script's own error reply raises `ScriptError`."""
+        (reply,) = await self.pipeline(client, [self._by_name[name].evalsha_args(keys, args)])
+        if isinstance(reply, BaseException):
+            raise script_error(name, reply)
+        return reply
 
     async def pipeline(self, client: Client, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Run `commands` in one pipeline (one round trip). Results may be exceptions.
 
-        Commands that failed with NOSCRIPT (the server restarted without persistence, or ran
-        SCRIPT FLUSH) are re-run once after loading the scripts; the others are never re-run.
+        Commands that failed with NOSCRIPT are re-run once after loading the scripts.
         """
-        if len(commands) == 1:
-            return [await self._single(client, commands[0])]
         if isinstance(client, RedisCluster):
             # Cluster pipelines refuse EVALSHA: send the commands one by one, all at once (each
             # routed to the node that owns its key).
-            return list(await asyncio.gather(*(self._single(client, c) for c in commands)))
-        pipe = client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            async def send(batch: Sequence[tuple[Any, ...]]) -> list[Any]:
+                return list(await asyncio.gather(*(_single(client, c) for c in batch)))
+        else:
+
+            async def send(batch: Sequence[tuple[Any, ...]]) -> list[Any]:
+                if len(batch) == 1:
+                    return [await _single(client, batch[0])]
+                pipe = client.pipeline(transaction=False)
+                for command in batch:
+                    pipe.execute_command(*command)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+                return replies
+
+        return await self.recover(
+            commands, await send(commands), send, partial(self.load_all, client)
+        )
+
+    async def recover(
+        self,
+        commands: Sequence[tuple[Any, ...]],
+        replies: list[Any],
+        send: Callable[[Sequence[tuple[Any, ...]]], Awaitable[list[Any]]],
+        load: Callable[[], Awaitable[None]],
+    ) -> list[Any]:
+        """NOSCRIPT recovery, the one place it is done: the commands whose reply is NOSCRIPT
+        (the server restarted without persistence, or ran SCRIPT FLUSH) are sent once more after
+        `load()` loaded the scripts; the others are never re-run."""
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:
-            await self.load_all(client)
-            pipe = client.pipeline(transaction=False)
-            for i in missing:
-                pipe.execute_command(*commands[i])
-            for i, r in zip(missing, await pipe.execute(raise_on_error=False), strict=True):
-                results[i] = r
-        return results
-
-    async def _single(self, client: Client, command: tuple[Any, ...]) -> Any:
-        try:
-            return await call(client, *command)
-        except NoScriptError:
-            await self.load_all(client)
-            try:
-                return await call(client, *command)
-            except ResponseError as exc:
-                return exc
-        except ResponseError as exc:
-            return exc
+            await load()
+            again = await send([commands[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
 
 
-def raise_script_error(name: str, exc: ResponseError) -> None:
-    """Re-raise a script's own error reply as `ScriptError`; leave other errors alone."""
+async def _single(client: Client, command: tuple[Any, ...]) -> Any:
+    try:
+        return await call(client, *command)
+    except ResponseError as exc:
+        return exc
+
+
+def script_error(name: str, exc: BaseException) -> BaseException:
+    """A script's own error reply (`rmq: ...`, or a Lua runtime error) as `ScriptError`; any
+    other error is returned as it is."""
     text = str(exc)
-    if "Error running script" in text or "user_script" in text or "rmq:" in text:
-        raise ScriptError(f"script {name} failed: {text}") from exc
+    if isinstance(exc, ResponseError) and (
+        "Error running script" in text or "user_script" in text or "rmq:" in text
+    ):
+        wrapped = ScriptError(f"script {name} failed: {text}")
+        wrapped.__cause__ = exc
+        return wrapped
+    return exc

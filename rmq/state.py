@@ -22,6 +22,7 @@ from typing import Any
 
 from .connection import broker_error
 from .context import Context
+from .ids import entry_ms
 from .keys import QueueKeys
 from .streams import Client
 from .topics import TopicInfo
@@ -41,11 +42,6 @@ _CHUNK = 512
 def half_key(queue: QueueKeys) -> str:
     """The queue's half (prepared, transactional) messages (`:half`)."""
     return queue.half
-
-
-def entry_ms(entry_id: str) -> int:
-    """The millisecond timestamp of a stream entry id."""
-    return int(entry_id.partition("-")[0])
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import hiredis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from .scripts import Scripts
 
@@ -41,13 +42,10 @@ class Wire:
     ) -> list[Any]:
         """Send `commands` in one write, return one reply (or ResponseError) per command."""
         replies = await self._round_trip(commands, seconds)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            await self._load_scripts(seconds)
-            again = await self._round_trip([commands[i] for i in missing], seconds)
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        return replies
+        return await self._scripts.recover(
+            commands, replies, partial(self._round_trip, seconds=seconds),
+            partial(self._load_scripts, seconds),
+        )  # fmt: skip
 
     async def call(self, *command: Any, seconds: float | None = None) -> Any:
         """One command; raises its error reply."""

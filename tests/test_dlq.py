@@ -46,7 +46,7 @@ async def test_count_entries_get_find(app: rmq.App) -> None:
         letters = await dlq.entries()
         assert [x.message.body for x in letters if x.message] == [0, 1, 2, 3, 4]
         first = letters[0]
-        assert first.reason == "rejected: bad 0"
+        assert (first.reason, first.error) == ("rejected", "bad 0")
         assert first.msg_id == sent[0].msg_id
         assert first.offset == sent[0].offset
         assert first.attempts == 1 and not first.lost

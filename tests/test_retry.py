@@ -175,7 +175,8 @@ async def test_reject_dead_letters_at_once(app: rmq.App, r: redis.Redis, namespa
         await anyio.sleep(0.3)
     assert calls == [0]
     (dead,) = dlq_entries(r, namespace, "bad", "g")
-    assert dead[b"reason"] == b"rejected: invalid order"
+    assert dead[b"reason"] == b"rejected"
+    assert dead[b"error"] == b"invalid order"
 
 
 async def test_skip_acknowledges(app: rmq.App, r: redis.Redis, namespace: str) -> None:

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 import rmq
+from rmq.outgoing import Outgoing, QueueChooser
 from rmq.router import WireSet
 from rmq.transaction.batcher import Merge, _plan, _Request
+from rmq.transaction.local import half_message
 from rmq.transaction.store import HalfStore
 from rmq.transaction.types import HalfMessage
 from tests.helpers import make_settings
@@ -50,13 +52,8 @@ def store_of(producer: rmq.Producer) -> tuple[HalfStore, CountingWire]:
 
 
 async def halves(producer: rmq.Producer, bodies: Sequence[str]) -> list[HalfMessage]:
-    return [
-        await producer._half(
-            "pay", body, tag=None, keys=None, properties=None, sharding_key=None,
-            selector=None, delay=None, deliver_at=None, delay_level=None,
-        )
-        for body in bodies
-    ]  # fmt: skip
+    store, chooser = producer._half_store(), QueueChooser()
+    return [await half_message(store, chooser, Outgoing("pay", body)) for body in bodies]
 
 
 async def test_concurrent_transactions_share_script_calls(opened: rmq.App) -> None:

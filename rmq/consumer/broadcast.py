@@ -22,22 +22,19 @@ import logging
 import os
 import socket
 import time
-from contextlib import nullcontext
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
-from .. import metrics
 from ..connection import Backoff, is_transient
 from ..context import Context
-from ..dlq import DeadLetterInfo, describe_error
-from ..errors import DecodeError, Skip
-from ..message import Message
+from ..dlq import DeadLetterInfo
+from ..errors import DecodeError
 from ..streams import Entry, call
 from ..wire import Wire
+from .handling import Handling, Verdict
 from .inbound import to_message
-from .push import ConsumerStats
 from .spec import ConsumerSpec, start_argument
 
 __all__ = ["BroadcastConsumer", "broadcast_instances", "remove_broadcast_instance"]
@@ -56,10 +53,10 @@ class BroadcastConsumer:
         self.name = name
         self.topic = spec.topic
         self.group = spec.group
-        self.stats = ConsumerStats()
-        self.meter = metrics.ConsumerMeter(self.topic, self.group)
         self.instance_id: str | None = spec.instance_id or ctx.settings.instance_id
         self.concurrency = spec.concurrency or ctx.settings.concurrency
+        self.handling = Handling(spec, self.concurrency)
+        self.stats = self.handling.stats
         self.fetch_batch = spec.fetch_batch or ctx.settings.fetch_batch
         self._slot_token = f"{name}:{os.urandom(4).hex()}"
         self._slot_valid_until = float("inf")
@@ -82,6 +79,8 @@ class BroadcastConsumer:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         if self._claimed:
             await self._claim_slot()
+        assert self.instance_id is not None
+        self.handling.describe("instance", self.instance_id)
         await self._load_offsets()
         try:
             async with anyio.create_task_group() as tg:
@@ -98,21 +97,18 @@ class BroadcastConsumer:
             if self._claimed and self.instance_id:
                 with anyio.CancelScope(shield=True):
                     await self._release_slot()
+            self.handling.close()
 
     # ------------------------------------------------------------------ instance id
 
     async def _claim_slot(self) -> None:
         settings = self.ctx.settings
         host = socket.gethostname()
-        ttl = int(settings.lease_ttl * 1000)
-        conn = self.ctx.conn
+        calls = self.ctx.calls
         for n in range(_MAX_SLOTS):
             candidate = f"{host}:{settings.app_name}:{n}"
-            key = self.ctx.keys.broadcast_slot(self.group, candidate)
             started = time.monotonic()
-            if await conn.scripts.call(
-                conn.commands, "claim_slot", (key,), (self._slot_token, ttl)
-            ):
+            if await calls.run(calls.claim_slot(self.group, candidate, self._slot_token)):
                 self.instance_id = candidate
                 self._slot_valid_until = started + settings.lease_ttl * 0.8
                 return
@@ -120,18 +116,14 @@ class BroadcastConsumer:
 
     async def _renew_slot_loop(self) -> None:
         settings = self.ctx.settings
-        conn = self.ctx.conn
+        calls = self.ctx.calls
         assert self.instance_id is not None
         while True:
             await anyio.sleep(settings.lease_ttl / 3)
-            key = self.ctx.keys.broadcast_slot(self.group, self.instance_id)
             started = time.monotonic()
             try:
-                held = await conn.scripts.call(
-                    conn.commands,
-                    "claim_slot",
-                    (key,),
-                    (self._slot_token, int(settings.lease_ttl * 1000)),
+                held = await calls.run(
+                    calls.claim_slot(self.group, self.instance_id, self._slot_token)
                 )
             except Exception as exc:
                 log.warning("%s: renewing instance slot failed: %r", self.spec.name, exc)
@@ -148,12 +140,9 @@ class BroadcastConsumer:
 
     async def _release_slot(self) -> None:
         assert self.instance_id is not None
-        key = self.ctx.keys.broadcast_slot(self.group, self.instance_id)
+        calls = self.ctx.calls
         try:
-            conn = self.ctx.conn
-            await conn.scripts.call(
-                conn.commands, "lease", (key,), ("release", self._slot_token, 1)
-            )
+            await calls.run(calls.release_slot(self.group, self.instance_id, self._slot_token))
         except Exception as exc:
             log.debug("releasing instance slot failed: %r", exc)
 
@@ -193,13 +182,13 @@ class BroadcastConsumer:
         new = self._offsets[stream]
         if new == self._stored.get(stream):
             return
-        key = self.ctx.keys.queue(self.topic, self._queues[stream]).broadcast_offsets(self.group)
-        conn = self.ctx.conn
-        written = await conn.retry(
-            lambda: conn.scripts.call(
-                conn.commands, "bcast_commit", (key,), (self.instance_id, self._stored[stream], new)
-            ),
-            what="saving the broadcast offset",
+        calls = self.ctx.calls
+        call = calls.broadcast_commit(
+            self.topic, self._queues[stream], self.group, self.instance_id, self._stored[stream],
+            new,
+        )  # fmt: skip
+        written = await self.ctx.conn.retry(
+            lambda: calls.run(call), what="saving the broadcast offset"
         )
         if not written:
             log.warning(
@@ -279,81 +268,32 @@ class BroadcastConsumer:
     async def _handle_entry(self, stream: str, entry: Entry) -> None:
         entry_id, fields = entry
         queue_id = self._queues[stream]
+        handling = self.handling
         try:
             msg = to_message(entry_id, fields, self.topic, queue_id, self.group, stream)
         except DecodeError as exc:
-            await self._record_dead(
-                stream, queue_id, entry, DeadLetterInfo("undecodable", describe_error(exc))
-            )
+            handling.set_aside()
+            await self._record_dead(stream, queue_id, entry_id.decode(), handling.undecodable(exc))
             return
         selector = self.spec.filter
         if not selector.match_all and not selector.matches(msg.tag, msg.properties):
-            self.stats.filtered += 1
-            metrics.filtered(self.topic, self.group)
+            handling.filtered()
             return
-        self.stats.received += 1
-        for attempt in range(self.spec.broadcast_retries + 1):
-            msg.reconsume_times = attempt
-            try:
-                await self._call(msg)
-            except Skip:
-                self.stats.skipped += 1
-                self._meter(metrics.ConsumeResult.SKIP)
-                return
-            except Exception as exc:
-                self.stats.failed += 1
-                if attempt < self.spec.broadcast_retries:
-                    log.warning("%s: %s@%s failed; retrying in place", self.spec.name, stream,
-                                msg.offset, exc_info=exc)  # fmt: skip
-                    await anyio.sleep(self.spec.suspend)
-                    continue
-                info = DeadLetterInfo(
-                    "max_retries", describe_error(exc), attempts=attempt + 1,
-                    extra={"instance": self.instance_id or ""},
-                )  # fmt: skip
-                await self._record_dead(stream, queue_id, entry, info)
-                return
-            self.stats.handled += 1
-            self._meter(metrics.ConsumeResult.ACK)
-            return
-
-    def _meter(self, result: metrics.ConsumeResult) -> None:
-        self.meter.finished(result)
-        self.meter.flush()
-
-    async def _call(self, msg: Message) -> None:
-        handler = self.spec.handler
-        with anyio.fail_after(self.spec.timeout) if self.spec.timeout else nullcontext():
-            if self.spec.is_async:
-                await handler(msg)  # type: ignore[misc]
-            else:
-                await anyio.to_thread.run_sync(handler, msg, abandon_on_cancel=True)
+        handling.received(1)
+        outcome = await handling.settle_in_place(msg, lambda: True)
+        if outcome is not None and outcome.verdict is Verdict.DEAD_LETTER:
+            assert outcome.dead is not None
+            await self._record_dead(stream, queue_id, msg.offset, outcome.dead)
 
     async def _record_dead(
-        self, stream: str, queue_id: int, entry: Entry, info: DeadLetterInfo
+        self, stream: str, queue_id: int, offset: str, info: DeadLetterInfo
     ) -> None:
-        """Append a copy to the group's DLQ (there is no pending entry to acknowledge)."""
-        entry_id, fields = entry
-        offset = entry_id.decode()
+        """Copy the entry to the group's DLQ (there is no pending entry to acknowledge)."""
+        calls = self.ctx.calls
         meta = info.fields(self.topic, queue_id, self.group, offset)
-        flat: list[Any] = list(meta)
-        pairs = (
-            fields.items()
-            if isinstance(fields, dict)
-            else zip(fields[0::2], fields[1::2], strict=False)
-        )
-        for name, value in pairs:
-            flat += [b"o:" + name, value]
-        dlq = self.ctx.keys.queue(self.topic, queue_id).dlq(self.group)
-        await self.ctx.conn.retry(
-            lambda: call(self.ctx.conn.commands, "XADD", dlq, "*", *flat), what="dead-lettering"
-        )
-        self.stats.dead_lettered += 1
-        metrics.dead_lettered(self.topic, self.group, info.reason)
-        self._meter(metrics.ConsumeResult.DEAD_LETTER)
-        log.warning(
-            "%s: recorded %s@%s in the DLQ: %s", self.spec.name, stream, offset, info.reason
-        )
+        call = calls.dead_letter(self.topic, queue_id, self.group, stream, offset, meta, copy=True)
+        await self.ctx.conn.retry(lambda: calls.run(call), what="dead-lettering")
+        self.handling.dead_lettered(f"{stream}@{offset}", info)
 
 
 async def broadcast_instances(ctx: Context, topic: str, group: str) -> dict[str, dict[str, Any]]:

@@ -95,11 +95,11 @@ async def dead_letter(
 
     Returns the dead-letter entry id, or None when the entry was no longer pending.
     """
-    queue = ctx.keys.queue(topic, queue_id)
+    stream = ctx.calls.queue(topic, queue_id).stream
     meta = info.fields(topic, queue_id, group, entry_id)
-    keys, args = (queue.stream, queue.dlq(group)), (group, entry_id, *meta)
+    call = ctx.calls.dead_letter(topic, queue_id, group, stream, entry_id, meta)
     result = await ctx.conn.retry(
-        partial(ctx.conn.scripts.call, ctx.conn.commands, "dead_letter", keys, args),
+        partial(ctx.calls.run, call),
         deadline=time.monotonic() + ctx.settings.socket_timeout,
         what="dead-letter",
     )
@@ -119,16 +119,18 @@ async def declare_group(
     """
     info = await ctx.topics.ensure(topic)
     begin = start_argument(start)
-    conn = ctx.conn
-    script = conn.scripts["declare_group"]
-    commands = []
+    calls = ctx.calls
+    declares = []
     for q in range(info.queues):
-        queue = ctx.keys.queue(topic, q)
-        commands.append(script.evalsha_args((queue.stream,), (group, begin)))
+        queue = calls.queue(topic, q)
+        declares.append(calls.declare_group(queue.stream, group, begin))
         if retry_streams:
-            commands.append(script.evalsha_args((queue.retry_stream(group),), (group, "first")))
-    commands.append(("SADD", ctx.keys.topic_groups(topic), group))
-    for result in await conn.scripts.pipeline(conn.commands, commands):
-        if isinstance(result, BaseException):
-            raise broker_error(result, f"declaring group {group!r} on {topic!r}")
+            declares.append(calls.declare_group(queue.retry_stream(group), group, "first"))
+    subscribe = ("SADD", ctx.keys.topic_groups(topic), group)
+    commands = [*(c.command for c in declares), subscribe]
+    replies = await ctx.conn.scripts.pipeline(ctx.conn.commands, commands)
+    for call, reply in zip(declares, replies, strict=False):
+        call.result(reply)
+    if isinstance(replies[-1], BaseException):
+        raise broker_error(replies[-1], f"declaring group {group!r} on {topic!r}")
     return info

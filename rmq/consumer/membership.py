@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from ..context import Context
 from .spec import AllocateStrategy
@@ -49,7 +48,8 @@ class Membership:
 
     def __init__(self, ctx: Context, topic: str, group: str, member: str) -> None:
         self.ctx = ctx
-        self.key = ctx.keys.members(topic, group)
+        self.topic = topic
+        self.group = group
         self.member = member
 
     async def heartbeat(self) -> list[str]:
@@ -63,12 +63,8 @@ class Membership:
         return await self._call(self.member, "leave")
 
     async def _call(self, member: str, *extra: str) -> list[str]:
-        conn = self.ctx.conn
-        ttl = int(self.ctx.settings.lease_ttl * 1000)
-        reply: Any = await conn.scripts.call(
-            conn.commands, "heartbeat", (self.key,), (member, ttl, *extra)
-        )
-        return [m.decode() for m in reply]
+        calls = self.ctx.calls
+        return await calls.run(calls.heartbeat(self.topic, self.group, member, *extra))
 
 
 class Lease:
@@ -80,10 +76,9 @@ class Lease:
         self.token = f"{member}:{os.urandom(4).hex()}"
 
     async def _op(self, op: str) -> bool:
-        conn = self.ctx.conn
+        calls = self.ctx.calls
         ttl = int(self.ctx.settings.lease_ttl * 1000)
-        result = await conn.scripts.call(conn.commands, "lease", (self.key,), (op, self.token, ttl))
-        return bool(result)
+        return await calls.run(calls.lease(self.key, op, self.token, ttl))
 
     async def acquire(self) -> bool:
         return await self._op("acquire")

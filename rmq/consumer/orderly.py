@@ -27,19 +27,18 @@ from functools import partial
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from .. import metrics
+from ..calls import FENCED
 from ..connection import Backoff, is_nogroup, is_transient
 from ..context import Context
-from ..dlq import DeadLetterInfo, describe_error
-from ..errors import DecodeError, Reject, Retry, Skip
+from ..dlq import DeadLetterInfo
+from ..errors import DecodeError
 from ..message import Message
-from ..retry import seconds
 from ..streams import Entry
 from ..wire import Wire
+from .handling import Handling, Verdict
 from .inbound import declare_group, to_message
 from .membership import Lease, Membership, allocate_averagely
-from .push import ConsumerStats
-from .spec import ConsumerSpec, Handler
+from .spec import ConsumerSpec
 
 __all__ = ["OrderlyConsumer"]
 
@@ -94,13 +93,12 @@ class OrderlyConsumer:
         self.name = name
         self.topic = spec.topic
         self.group = spec.group
-        self.stats = ConsumerStats()
+        self.handling = Handling(spec, spec.concurrency or ctx.settings.concurrency)
+        self.stats = self.handling.stats
         self.membership = Membership(ctx, self.topic, self.group, name)
-        self.meter = metrics.ConsumerMeter(self.topic, self.group)
         self.owned: dict[int, _Owned] = {}
         self.fetch_batch = spec.fetch_batch or ctx.settings.fetch_batch
         self._allocate = spec.allocate or allocate_averagely
-        self._limiter = anyio.CapacityLimiter(1)
         self._changed = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stopping = False
@@ -143,6 +141,7 @@ class OrderlyConsumer:
                     await self.membership.leave()
                 except Exception as exc:
                     log.warning("%s: could not leave the group cleanly: %r", self.spec.name, exc)
+            self.handling.close()
 
     # ------------------------------------------------------------------ rebalancing
 
@@ -305,17 +304,17 @@ class OrderlyConsumer:
             )  # fmt: skip
             cursor = reply[0].decode()
             if reply[1]:
-                self.stats.reclaimed += len(reply[1])
-                metrics.reclaimed(self.topic, self.group, len(reply[1]))
+                self.handling.reclaimed(len(reply[1]))
             if cursor == "0-0":
                 break
         owned.phase = "drain"
 
     async def _buffer(self, owned: _Owned, entries: list[Entry], redelivered: bool) -> None:
+        handling = self.handling
         for entry_id, fields in entries:
             offset = entry_id.decode()
             if not fields:
-                self.stats.trimmed += 1
+                handling.lost_payloads(owned.stream, 1)
                 owned.acks.append(offset)
                 continue
             try:
@@ -324,18 +323,16 @@ class OrderlyConsumer:
                     2 if redelivered else 1,
                 )  # fmt: skip
             except DecodeError as exc:
-                info = DeadLetterInfo("undecodable", describe_error(exc))
-                owned.buffer.append(_Undecodable(offset, info))
+                owned.buffer.append(_Undecodable(offset, handling.undecodable(exc)))
                 continue
             if not self.spec.filter.match_all and not self.spec.filter.matches(
                 msg.tag, msg.properties
             ):
-                self.stats.filtered += 1
-                metrics.filtered(self.topic, self.group)
+                handling.filtered()
                 owned.acks.append(offset)
                 continue
             owned.buffer.append(msg)
-            self.stats.received += 1
+            handling.received(1)
         owned.event.set()
 
     async def _on_fetch_error(self, exc: Exception, backoff: Backoff) -> None:
@@ -393,118 +390,57 @@ class OrderlyConsumer:
     async def _settle(self, owned: _Owned, item: Message | _Undecodable) -> bool:
         """Handle `item` in place until it succeeds or is dead-lettered; False = stop the queue."""
         if isinstance(item, _Undecodable):
+            self.handling.set_aside()
             return await self._dead_letter(owned, item.offset, item.info)
-        while True:
-            try:
-                await self._call(item)
-            except Skip:
-                self.stats.skipped += 1
-                self._meter(metrics.ConsumeResult.SKIP)
-            except Reject as signal:
-                self.stats.failed += 1
-                self._meter(metrics.ConsumeResult.REJECT)
-                info = self._info(item, f"rejected: {signal.reason}", None)
-                return await self._dead_letter(owned, item.offset, info)
-            except Exception as exc:
-                self.stats.failed += 1
-                if item.reconsume_times >= self.spec.max_retries:
-                    log.error("%s: %s@%s failed for the last time", self.spec.name,
-                              item.topic, item.offset, exc_info=exc)  # fmt: skip
-                    info = self._info(item, "max_retries", exc)
-                    return await self._dead_letter(owned, item.offset, info)
-                if isinstance(exc, Retry) and exc.delay is not None:
-                    pause = seconds(exc.delay, "Retry(delay=...)")
-                else:
-                    pause = self.spec.suspend
-                log.warning("%s: %s@%s failed; retrying in place in %.3gs", self.spec.name,
-                            item.topic, item.offset, pause, exc_info=exc)  # fmt: skip
-                if item._first_failure_ms is None:
-                    item._first_failure_ms = int(time.time() * 1000)
-                item.reconsume_times += 1
-                self.stats.retried += 1
-                metrics.retried(self.topic, self.group)
-                self._meter(metrics.ConsumeResult.RETRY)
-                await anyio.sleep(pause)
-                if owned.revoked or not owned.valid:
-                    return False  # stays pending: the next owner handles it, in order
-                continue
-            else:
-                self.stats.handled += 1
-                self._meter(metrics.ConsumeResult.ACK)
-            owned.acks.append(item.offset)
-            return True
-
-    def _meter(self, result: metrics.ConsumeResult) -> None:
-        self.meter.finished(result)
-        self.meter.flush()
-
-    async def _call(self, msg: Message) -> None:
-        handler = self.spec.handler
-        if self.spec.timeout is not None:
-            with anyio.fail_after(self.spec.timeout):
-                await self._invoke(handler, msg)
-        else:
-            await self._invoke(handler, msg)
-
-    async def _invoke(self, handler: Handler, msg: Message) -> None:
-        if self.spec.is_async:
-            await handler(msg)  # type: ignore[misc]
-        else:
-            await anyio.to_thread.run_sync(handler, msg, abandon_on_cancel=True)
-
-    def _info(self, msg: Message, reason: str, error: BaseException | None) -> DeadLetterInfo:
-        return DeadLetterInfo(
-            reason, describe_error(error), attempts=msg.reconsume_times + 1,
-            first_failure_ms=msg._first_failure_ms,
-        )  # fmt: skip
+        outcome = await self.handling.settle_in_place(
+            item, lambda: not owned.revoked and owned.valid
+        )
+        if outcome is None:
+            return False  # stays pending: the next owner handles it, in order
+        if outcome.verdict is Verdict.DEAD_LETTER:
+            assert outcome.dead is not None
+            return await self._dead_letter(owned, item.offset, outcome.dead)
+        owned.acks.append(item.offset)
+        return True
 
     async def _flush_acks(self, owned: _Owned) -> bool:
         """Acknowledge the queue's handled messages (fenced); False when the lease is gone."""
         acks, owned.acks = owned.acks, []
         if not acks:
             return True
-        conn = self.ctx.conn
-        keys, args = (owned.stream, owned.lease.key), (self.group, owned.lease.token, *acks)
+        calls = self.ctx.calls
+        call = calls.fenced_ack(owned.stream, owned.lease.key, self.group, owned.lease.token, acks)
         try:
-            result = await conn.retry(
-                partial(conn.scripts.call, conn.commands, "fenced_ack", keys, args),
-                what="acknowledging",
-            )
+            result = await self.ctx.conn.retry(partial(calls.run, call), what="acknowledging")
         except BaseException:
             owned.acks = acks + owned.acks
             raise
-        if int(result) < 0:
+        if result == FENCED:
             log.warning(
                 "%s: fenced: queue %d has another owner now; %d handled messages stay pending",
                 self.spec.name, owned.queue_id, len(acks),
             )  # fmt: skip
             owned.lost = owned.revoked = True
             return False
-        self.stats.acked += int(result)
+        self.handling.acked(result)
         return True
 
     async def _dead_letter(self, owned: _Owned, offset: str, info: DeadLetterInfo) -> bool:
         """Dead-letter one entry under the lease (fenced); False when the lease is gone."""
         if owned.acks and not await self._flush_acks(owned):
             return False
-        conn = self.ctx.conn
-        queue = self.ctx.keys.queue(self.topic, owned.queue_id)
+        calls = self.ctx.calls
         meta = info.fields(self.topic, owned.queue_id, self.group, offset)
-        keys = (owned.stream, queue.dlq(self.group), owned.lease.key)
-        args = (self.group, offset, owned.lease.token, *meta)
-        result = await conn.retry(
-            partial(conn.scripts.call, conn.commands, "dead_letter", keys, args),
-            what="dead-lettering",
-        )
-        if result == -1:
+        call = calls.dead_letter(
+            self.topic, owned.queue_id, self.group, owned.stream, offset, meta,
+            lease=(owned.lease.key, owned.lease.token),
+        )  # fmt: skip
+        result = await self.ctx.conn.retry(partial(calls.run, call), what="dead-lettering")
+        if result == FENCED:
             owned.lost = owned.revoked = True
             return False
         if result:
-            self.stats.dead_lettered += 1
-            label = "rejected" if info.reason.startswith("rejected") else info.reason
-            metrics.dead_lettered(self.topic, self.group, label)
-            log.warning("%s: dead-lettered %s@%s: %s", self.spec.name, owned.stream, offset,
-                        info.reason)  # fmt: skip
+            self.handling.dead_lettered(f"{owned.stream}@{offset}", info)
         return True
 
 

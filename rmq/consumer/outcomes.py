@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from .. import metrics
+from ..calls import Call
 from ..context import Context
 from ..dlq import DeadLetterInfo
 from ..router import WireSet
+from .handling import Handling
 
 __all__ = ["Outcomes"]
 
@@ -50,13 +51,14 @@ class Outcomes:
     """Buffers acks, retries and dead letters of one consumer and writes them in batches."""
 
     def __init__(
-        self, ctx: Context, topic: str, group: str, consumer: str, settled: Settled, stats: Any
-    ) -> None:
+        self, ctx: Context, topic: str, group: str, consumer: str, settled: Settled,
+        handling: Handling,
+    ) -> None:  # fmt: skip
         self.ctx = ctx
         self.topic = topic
         self.group = group
         self.consumer = consumer
-        self.stats = stats
+        self.handling = handling
         self._settled = settled
         self._pending = _Pending()
         self._wakeup = asyncio.Event()
@@ -122,55 +124,47 @@ class Outcomes:
     def _commands(
         self, batch: _Pending
     ) -> tuple[list[tuple[Any, ...]], list[Callable[[Any], None]]]:
-        ctx, group = self.ctx, self.group
-        scripts = ctx.conn.scripts
+        calls, topic, group = self.ctx.calls, self.topic, self.group
         commands: list[tuple[Any, ...]] = []
         readers: list[Callable[[Any], None]] = []
         for stream, ids in batch.acks.items():
             commands.append(("XACK", stream, group, *ids))
             readers.append(partial(self._read_ack, stream, ids))
-        wake = ctx.keys.wake(self.topic)
         for (stream, queue_id), items in batch.retries.items():
-            queue = ctx.keys.queue(self.topic, queue_id)
-            args: list[Any] = [group, self.consumer, wake]
-            for offset, delay_ms in items:
-                args += (offset, delay_ms)
-            retry_keys = (stream, queue.retry(group), queue.retry_payload(group))
-            commands.append(scripts["retry"].evalsha_args(retry_keys, args))
-            readers.append(partial(self._read_retry, stream, [o for o, _ in items]))
+            retry = calls.retry(topic, queue_id, group, stream, self.consumer, items)
+            commands.append(retry.command)
+            readers.append(partial(self._read_retry, stream, [o for o, _ in items], retry))
         for stream, queue_id, offset, info in batch.dead:
-            queue = ctx.keys.queue(self.topic, queue_id)
-            meta = info.fields(self.topic, queue_id, group, offset)
-            keys = (stream, queue.dlq(group))
-            commands.append(scripts["dead_letter"].evalsha_args(keys, (group, offset, *meta)))
-            readers.append(partial(self._read_dead, stream, offset, info))
+            meta = info.fields(topic, queue_id, group, offset)
+            dead = calls.dead_letter(topic, queue_id, group, stream, offset, meta)
+            commands.append(dead.command)
+            readers.append(partial(self._read_dead, stream, offset, info, dead))
         return commands, readers
 
     def _read_ack(self, stream: str, ids: list[str], result: Any) -> None:
         if isinstance(result, BaseException):
             log.error("%s/%s: XACK on %s failed: %r", self.topic, self.group, stream, result)
         else:
-            self.stats.acked += int(result)
+            self.handling.acked(int(result))
         self._settled(stream, ids)
 
-    def _read_retry(self, stream: str, ids: list[str], result: Any) -> None:
-        if isinstance(result, BaseException):
-            log.error("%s/%s: retry on %s failed: %r", self.topic, self.group, stream, result)
+    def _read_retry(self, stream: str, ids: list[str], call: Call[list[int]], reply: Any) -> None:
+        try:
+            statuses = call.result(reply)
+        except Exception as exc:
+            log.error("%s/%s: retry on %s failed: %r", self.topic, self.group, stream, exc)
         else:
-            retried = sum(1 for status in result if status == 1)
-            self.stats.retried += retried
-            metrics.retried(self.topic, self.group, retried)
+            self.handling.retried(sum(1 for status in statuses if status == 1))
         self._settled(stream, ids)
 
-    def _read_dead(self, stream: str, offset: str, info: DeadLetterInfo, result: Any) -> None:
-        if isinstance(result, BaseException):
-            log.error("%s/%s: dead-letter on %s failed: %r", self.topic, self.group, stream, result)
-        elif result:
-            self.stats.dead_lettered += 1
-            label = "rejected" if info.reason.startswith("rejected") else info.reason
-            metrics.dead_lettered(self.topic, self.group, label)
-            log.warning(
-                "%s/%s: dead-lettered %s@%s: %s %s",
-                self.topic, self.group, stream, offset, info.reason, info.error,
-            )  # fmt: skip
+    def _read_dead(
+        self, stream: str, offset: str, info: DeadLetterInfo, call: Call[Any], reply: Any
+    ) -> None:
+        try:
+            dead_id = call.result(reply)
+        except Exception as exc:
+            log.error("%s/%s: dead-letter on %s failed: %r", self.topic, self.group, stream, exc)
+        else:
+            if dead_id:
+                self.handling.dead_lettered(f"{stream}@{offset}", info)
         self._settled(stream, [offset])

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 from redis.asyncio.client import PubSub
 
+from ..calls import Call, PromoteReply
 from ..connection import Backoff, is_transient
 from ..context import Context
 from ..router import WireSet
@@ -66,22 +66,19 @@ class Promoter:
         ctx = self.ctx
         settings = ctx.settings
         info = await ctx.topics.ensure(self.topic)
-        script = ctx.conn.scripts["promote"]
+        calls = ctx.calls
         limit = settings.promote_batch
-        commands: list[tuple[Any, ...]] = []
+        promotes: list[Call[PromoteReply]] = []
         for queue_id in range(info.queues):
-            queue = ctx.keys.queue(self.topic, queue_id)
-            commands.append(
-                script.evalsha_args((queue.delay, queue.delay_payload, queue.stream), (limit,))
-            )
-            for group in self.groups:
-                keys = (queue.retry(group), queue.retry_payload(group), queue.retry_stream(group))
-                commands.append(script.evalsha_args(keys, (limit,)))
+            promotes.append(calls.promote_delayed(self.topic, queue_id, limit))
+            promotes += [calls.promote_retries(self.topic, queue_id, g, limit) for g in self.groups]
         wait_ms = settings.promote_max_sleep * 1000
-        for reply in await wire.execute(commands, settings.socket_timeout):
+        replies = await wire.execute([c.command for c in promotes], settings.socket_timeout)
+        for call, reply in zip(promotes, replies, strict=True):
             if isinstance(reply, BaseException):
                 raise reply
-            moved, wait = int(reply[0]), int(reply[1])
+            promoted = call.result(reply)
+            moved, wait = promoted.moved, promoted.wait_ms
             self.promoted += moved
             if moved >= limit:
                 wait = 0  # more were due than one call moves

@@ -21,9 +21,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from ..connection import broker_error, is_nogroup
+from ..calls import Received
+from ..connection import is_nogroup
 from ..context import Context
 from ..dlq import DeadLetterInfo, describe_error
 from ..errors import ConfigError, ConsumerError, DecodeError
@@ -113,25 +114,12 @@ class PullConsumer:
 
     async def ack(self, *messages: Message) -> int:
         """Acknowledge messages; returns how many were still pending."""
-        conn = self.ctx.conn
-        by_stream: dict[tuple[str, int], list[str]] = {}
+        calls = self.ctx.calls
+        by_queue: dict[int, list[str]] = {}
         for msg in messages:
-            by_stream.setdefault((msg._stream, msg.queue_id), []).append(msg.offset)
-        commands = []
-        for (stream, queue_id), offsets in by_stream.items():
-            inv = self.ctx.keys.queue(self.topic, queue_id).invisible(self.group)
-            commands.append(
-                conn.scripts["pull_ack"].evalsha_args((stream, inv), (self.group, *offsets))
-            )
-        results = await self._retrying(
-            partial(conn.scripts.pipeline, conn.commands, commands), "ack"
-        )
-        acked = 0
-        for result in results:
-            if isinstance(result, BaseException):
-                raise broker_error(result, "ack")
-            acked += int(result)
-        return acked
+            by_queue.setdefault(msg.queue_id, []).append(msg.offset)
+        acks = [calls.pull_ack(self.topic, q, self.group, ids) for q, ids in by_queue.items()]
+        return sum(await self._retrying(partial(calls.results, acks), "ack"))
 
     async def change_invisible_duration(self, message: Message, invisible: float) -> bool:
         """Hide `message` for `invisible` more seconds from now.
@@ -141,13 +129,12 @@ class PullConsumer:
         """
         if invisible < 0:
             raise ConfigError("invisible must be >= 0")
-        conn = self.ctx.conn
-        inv = self.ctx.keys.queue(self.topic, message.queue_id).invisible(self.group)
-        args = (self.group, self.name, message.offset, int(invisible * 1000))
-        call = partial(
-            conn.scripts.call, conn.commands, "pull_change_invisible", (message._stream, inv), args
-        )
-        return bool(await self._retrying(call, "change_invisible_duration"))
+        calls = self.ctx.calls
+        call = calls.pull_change_invisible(
+            self.topic, message.queue_id, self.group, self.name, message.offset,
+            int(invisible * 1000),
+        )  # fmt: skip
+        return await self._retrying(partial(calls.run, call), "change_invisible_duration")
 
     async def nack(self, message: Message, delay: float = 0.0) -> bool:
         """Give `message` back: delivered again after `delay` seconds."""
@@ -197,35 +184,27 @@ class PullConsumer:
             await self.ack(*skipped)
         return selected, last_ids
 
-    async def _call_receive(self, asks: Sequence[tuple[int, int]], invisible_ms: int) -> list[Any]:
-        conn = self.ctx.conn
-        script = conn.scripts["pull_receive"]
-        commands = []
-        for queue_id, count in asks:
-            keys = self.ctx.keys.queue(self.topic, queue_id)
-            commands.append(
-                script.evalsha_args(
-                    (keys.stream, keys.invisible(self.group)),
-                    (self.group, self.name, count, invisible_ms),
-                )
-            )
-        replies = await conn.scripts.pipeline(conn.commands, commands)
+    async def _call_receive(
+        self, asks: Sequence[tuple[int, int]], invisible_ms: int
+    ) -> list[Received]:
+        calls = self.ctx.calls
+        receives = [
+            calls.pull_receive(self.topic, q, self.group, self.name, count, invisible_ms)
+            for q, count in asks
+        ]
+        replies = await calls.run_all(receives)
         for reply in replies:
-            if isinstance(reply, BaseException):
-                if is_nogroup(reply):
-                    await declare_group(self.ctx, self.topic, self.group, self.start)
-                raise broker_error(reply, "receive")
-        return replies
+            if isinstance(reply, BaseException) and is_nogroup(reply):
+                await declare_group(self.ctx, self.topic, self.group, self.start)
+        return [c.result(r) for c, r in zip(receives, replies, strict=True)]
 
     async def _collect(
-        self, queue_id: int, reply: list[Any], out: list[Message], last_ids: dict[str, str]
+        self, queue_id: int, received: Received, out: list[Message], last_ids: dict[str, str]
     ) -> int:
-        stream = self.ctx.keys.queue(self.topic, queue_id).stream
-        last_ids[stream] = reply[1].decode() if reply[1] else "0-0"
+        stream = self.ctx.calls.queue(self.topic, queue_id).stream
+        last_ids[stream] = received.last_id
         got = 0
-        for i in range(2, len(reply), 3):
-            entry_id, flat, deliveries = reply[i], reply[i + 1], int(reply[i + 2])
-            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        for entry_id, fields, deliveries in received.entries:
             got += 1
             info: DeadLetterInfo | None = None
             try:

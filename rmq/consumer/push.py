@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import anyio
 from anyio.abc import TaskStatus
@@ -35,43 +32,22 @@ from anyio.abc import TaskStatus
 from .. import metrics
 from ..connection import Backoff, is_nogroup, is_transient
 from ..context import Context
-from ..dlq import DeadLetterInfo, describe_error
-from ..errors import DecodeError, Reject, Retry, Skip
+from ..dlq import DeadLetterInfo
+from ..errors import DecodeError
 from ..message import Message
-from ..retry import seconds
 from ..streams import Entry, xautoclaim, xpending_rows
+from .handling import Handling, Verdict
 from .inbound import declare_group, to_message
 from .outcomes import Outcomes
 from .spec import ConsumerSpec
 
-__all__ = ["ConsumerStats", "PushConsumer", "consumer_name"]
+__all__ = ["PushConsumer"]
 
 log = logging.getLogger("rmq.consumer")
 
 _REAP_EVERY_TICKS = 60
 _CLAIM_COUNT = 100
 _MAX_FETCH_GROWTH = 8
-
-
-def consumer_name() -> str:
-    """A consumer name unique to this process: host, pid and a random suffix."""
-    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
-
-
-@dataclass(slots=True)
-class ConsumerStats:
-    """Counters of one consumer since it started."""
-
-    received: int = 0
-    handled: int = 0
-    failed: int = 0
-    skipped: int = 0
-    filtered: int = 0
-    acked: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    reclaimed: int = 0
-    trimmed: int = 0
 
 
 class _Queue:
@@ -99,15 +75,13 @@ class PushConsumer:
         self.prefetch = max(spec.prefetch or settings.prefetch, self.concurrency)
         self.fetch_batch = spec.fetch_batch or settings.fetch_batch
         self.visibility = spec.visibility_timeout or settings.visibility_timeout
-        self.stats = ConsumerStats()
-        self.outcomes = Outcomes(ctx, self.topic, self.group, name, self._settled, self.stats)
-        self.meter = metrics.ConsumerMeter(self.topic, self.group)
-        self._is_async = spec.is_async
-        self._limiter = anyio.CapacityLimiter(self.concurrency)
+        self.handling = Handling(spec, self.concurrency)
+        self.stats = self.handling.stats
+        self.meter = self.handling.meter
+        self.outcomes = Outcomes(ctx, self.topic, self.group, name, self._settled, self.handling)
         self._queues: dict[str, _Queue] = {}
         self._ready: deque[Message] = deque()
         self._idle: deque[asyncio.Future[None]] = deque()  # one per worker waiting for work
-        self._inline = spec.is_async and spec.timeout is None  # await the handler directly
         self._held: dict[str, dict[str, float]] = {}
         self._held_count = 0
         self._room = asyncio.Event()
@@ -173,6 +147,7 @@ class PushConsumer:
                 self.spec.name, exc,
             )  # fmt: skip
         await self.outcomes.close()
+        self.handling.close()
 
     # ------------------------------------------------------------------ fetching
 
@@ -284,26 +259,19 @@ class PushConsumer:
                 trimmed.append(offset)
                 continue
             count = deliveries.get(offset, 2) if deliveries is not None else 1
+            info: DeadLetterInfo | None = None
             if count > self.spec.max_deliveries:
+                info = self.handling.too_many_deliveries(count)
+            else:
+                try:
+                    msg = to_message(
+                        entry_id, fields, self.topic, queue.queue_id, self.group, stream, count
+                    )
+                except DecodeError as exc:
+                    info = self.handling.undecodable(exc)
+            if info is not None:
                 held[offset] = now
                 self._held_count += 1
-                info = DeadLetterInfo(
-                    "max_deliveries",
-                    f"delivered {count} times without an outcome (max_deliveries "
-                    f"{self.spec.max_deliveries}): it keeps killing its consumers",
-                    attempts=count,
-                )
-                self.outcomes.dead_letter(stream, queue.queue_id, offset, info)
-                set_aside += 1
-                continue
-            try:
-                msg = to_message(
-                    entry_id, fields, self.topic, queue.queue_id, self.group, stream, count
-                )
-            except DecodeError as exc:
-                held[offset] = now
-                self._held_count += 1
-                info = DeadLetterInfo("undecodable", describe_error(exc))
                 self.outcomes.dead_letter(stream, queue.queue_id, offset, info)
                 set_aside += 1
                 continue
@@ -315,23 +283,18 @@ class PushConsumer:
             accepted += 1
         if filtered:
             self._held_count += len(filtered)
-            self.stats.filtered += len(filtered)
-            metrics.filtered(self.topic, self.group, len(filtered))
+            self.handling.filtered(len(filtered))
             self.outcomes.ack_many(stream, filtered)
-        for _ in range(set_aside):
-            self.meter.finished(metrics.ConsumeResult.DEAD_LETTER)
+        if set_aside:
+            self.handling.set_aside(set_aside)
         if accepted or filtered or set_aside:
             metrics.in_flight(self.topic, self.group, accepted + len(filtered) + set_aside)
         if accepted:
             self._held_count += accepted
-            self.stats.received += accepted
+            self.handling.received(accepted)
             self._wake(accepted)
         if trimmed:
-            self.stats.trimmed += len(trimmed)
-            log.warning(
-                "%s: %d pending entries of %s lost their payload (trimmed or deleted); acking them",
-                self.spec.name, len(trimmed), stream,
-            )  # fmt: skip
+            self.handling.lost_payloads(stream, len(trimmed))
             self.outcomes.ack_many(stream, trimmed)
 
     async def _delivery_counts(self, stream: str, entries: list[Entry]) -> dict[str, int]:
@@ -368,78 +331,18 @@ class PushConsumer:
 
     async def _handle(self, msg: Message) -> None:
         self._running += 1
-        meter = self.meter
-        meter.started(msg._born_ms or int(msg.offset.partition("-")[0]))
-        started = time.perf_counter()
         try:
-            if self._inline:
-                await self.spec.handler(msg)  # type: ignore[misc]
-            elif self.spec.timeout is None:
-                await self._call(msg)
-            else:
-                with anyio.fail_after(self.spec.timeout):
-                    await self._call(msg)
-        except Skip:
-            self.stats.skipped += 1
-            meter.finished(metrics.ConsumeResult.SKIP, time.perf_counter() - started)
-            self.outcomes.ack(msg._stream, msg.offset)
-        except Reject as signal:
-            self.stats.failed += 1
-            meter.finished(metrics.ConsumeResult.REJECT, time.perf_counter() - started)
-            info = self._dead_letter_info(msg, f"rejected: {signal.reason}", None)
-            self.outcomes.dead_letter(msg._stream, msg.queue_id, msg.offset, info)
-        except Exception as exc:
-            self.stats.failed += 1
-            meter.finished(self._failed(msg, exc), time.perf_counter() - started)
-        else:
-            self.stats.handled += 1
-            meter.acked(time.perf_counter() - started)
-            self.outcomes.ack(msg._stream, msg.offset)
+            outcome = await self.handling.handle(msg)
         finally:
             self._running -= 1
-
-    async def _call(self, msg: Message) -> None:
-        if self._is_async:
-            await self.spec.handler(msg)  # type: ignore[misc]
+        verdict = outcome.verdict
+        if verdict is Verdict.ACK or verdict is Verdict.SKIP:
+            self.outcomes.ack(msg._stream, msg.offset)
+        elif verdict is Verdict.RETRY:
+            self.outcomes.retry(msg._stream, msg.queue_id, msg.offset, int(outcome.delay * 1000))
         else:
-            await anyio.to_thread.run_sync(
-                self.spec.handler, msg, limiter=self._limiter, abandon_on_cancel=True
-            )
-
-    def _failed(self, msg: Message, exc: Exception) -> metrics.ConsumeResult:
-        """Schedule a retry after the backoff, or dead-letter when retries are used up."""
-        attempt = msg.reconsume_times + 1
-        where = f"{msg.topic}[{msg.queue_id}]@{msg.offset} (msg_id {msg.msg_id})"
-        if isinstance(exc, TimeoutError) and self.spec.timeout is not None:
-            exc = TimeoutError(f"handler exceeded its timeout of {self.spec.timeout:g}s")
-        if attempt > self.spec.max_retries:
-            log.error("%s: %s failed for the last time (%d retries)", self.spec.name, where,
-                      msg.reconsume_times, exc_info=exc)  # fmt: skip
-            info = self._dead_letter_info(msg, "max_retries", exc)
-            self.outcomes.dead_letter(msg._stream, msg.queue_id, msg.offset, info)
-            return metrics.ConsumeResult.DEAD_LETTER
-        if isinstance(exc, Retry) and exc.delay is not None:
-            delay = seconds(exc.delay, "Retry(delay=...)")
-        else:
-            delay = self.spec.policy.delay(attempt)
-        if isinstance(exc, Retry):
-            log.info("%s: %s asked for retry %d in %.3gs", self.spec.name, where, attempt, delay)
-        else:
-            log.warning("%s: %s failed; retry %d in %.3gs", self.spec.name, where, attempt, delay,
-                        exc_info=exc)  # fmt: skip
-        self.outcomes.retry(msg._stream, msg.queue_id, msg.offset, int(delay * 1000))
-        return metrics.ConsumeResult.RETRY
-
-    def _dead_letter_info(
-        self, msg: Message, reason: str, error: BaseException | None
-    ) -> DeadLetterInfo:
-        return DeadLetterInfo(
-            reason,
-            describe_error(error),
-            attempts=msg.reconsume_times + 1,
-            first_failure_ms=msg._first_failure_ms,
-            origin=msg._origin,
-        )
+            assert outcome.dead is not None
+            self.outcomes.dead_letter(msg._stream, msg.queue_id, msg.offset, outcome.dead)
 
     def _settled(self, stream: str, offsets: Iterable[str]) -> None:
         """Outcomes are written: the entries no longer count against `prefetch`."""
@@ -476,14 +379,12 @@ class PushConsumer:
         """Reset the idle time of entries this consumer holds, so nobody claims them."""
         now = time.monotonic()
         threshold = self.visibility / 3
-        conn = self.ctx.conn
+        calls = self.ctx.calls
         for stream, held in self._held.items():
             stale = [offset for offset, since in held.items() if now - since >= threshold]
             if not stale:
                 continue
-            lost = await conn.scripts.call(
-                conn.commands, "set_idle", (stream,), (self.group, self.name, 0, *stale)
-            )
+            lost = await calls.run(calls.set_idle(stream, self.group, self.name, 0, stale))
             for offset in stale:
                 if offset in held:
                     held[offset] = now
@@ -504,26 +405,19 @@ class PushConsumer:
             )  # fmt: skip
             queue.claim_cursor = cursor
             if deleted:
-                self.stats.trimmed += len(deleted)
-                log.warning(
-                    "%s: %d pending entries of %s were trimmed before anyone acknowledged them",
-                    self.spec.name, len(deleted), queue.stream,
-                )  # fmt: skip
+                self.handling.lost_payloads(queue.stream, len(deleted))
             if entries:
-                self.stats.reclaimed += len(entries)
-                metrics.reclaimed(self.topic, self.group, len(entries))
+                self.handling.reclaimed(len(entries))
                 log.info(
                     "%s: claimed %d idle entries of %s", self.spec.name, len(entries), queue.stream
                 )
                 await self._accept(queue.stream, entries, redelivered=True)
 
     async def _reap_consumers(self) -> None:
-        conn = self.ctx.conn
+        calls = self.ctx.calls
         min_idle = int(max(3600.0, self.visibility * 10) * 1000)
-        for stream in self._queues:
-            await conn.scripts.call(
-                conn.commands, "reap_consumers", (stream,), (self.group, min_idle, self.name)
-            )
+        reaps = [calls.reap_consumers(s, self.group, min_idle, self.name) for s in self._queues]
+        await calls.results(reaps)
 
     async def _release_own_pending(self) -> None:
         """Make every entry this consumer still owns claimable by others at once."""
@@ -538,9 +432,8 @@ class PushConsumer:
                 if not rows:
                     break
                 ids = [row.entry_id for row in rows]
-                await conn.scripts.call(
-                    conn.commands, "set_idle", (stream,), (self.group, self.name, idle, *ids)
-                )
+                await self.ctx.calls.run(self.ctx.calls.set_idle(stream, self.group, self.name,
+                                                                 idle, ids))  # fmt: skip
                 start = "(" + ids[-1].decode()
             self._held[stream].clear()
         metrics.in_flight(self.topic, self.group, -self._held_count)

@@ -20,13 +20,11 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import ResponseError
-
-from ..connection import Backoff, broker_error, is_transient
+from ..calls import Call, script_error
+from ..connection import Backoff, is_transient
 from ..context import Context
 from ..errors import BrokerError, BrokerUnavailable, ProducerClosed
 from ..router import WireSet
-from ..scripts import raise_script_error
 
 __all__ = ["Batcher", "Merge"]
 
@@ -51,6 +49,13 @@ class Merge:
     count: int
     """Messages in `values`."""
     split: Splitter
+
+    @classmethod
+    def of(cls, call: Call[Any]) -> Merge:
+        """How a mergeable script call (`Call.head` > 0) may share its script call."""
+        assert call.head and call.split is not None
+        head = call.command[: call.head]
+        return cls(head, head, call.command[call.head :], call.count, call.split)
 
 
 class _Request:
@@ -229,9 +234,4 @@ def _plan(requests: list[_Request]) -> tuple[list[Command], list[list[_Request]]
 
 
 def _wrap(what: str, exc: BaseException) -> BaseException:
-    if isinstance(exc, ResponseError):
-        try:
-            raise_script_error(what, exc)
-        except BrokerError as wrapped:
-            return wrapped
-    return broker_error(exc, what)
+    return script_error(what, exc)

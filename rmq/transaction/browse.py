@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from ..codec import decode_fields
 from ..connection import broker_error
 from ..context import Context
 from ..errors import ConfigError, DecodeError
+from ..ids import entry_key, entry_ms
 from ..message import Message
-from ..scripts import raise_script_error
 from ..topics import TopicInfo
 
 __all__ = [
@@ -156,16 +154,11 @@ def _discarded(
         group=_text(raw.get(b"group") or group),
         checks=checks,
         prepared_at=_datetime(int(prepared)) if prepared else None,
-        discarded_at=_datetime(_id_key(dead_id)[0]),
+        discarded_at=_datetime(entry_ms(dead_id)),
         reason=_text(raw.get(b"reason") or b""),
         message=message,
         error=error,
     )
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _check_limit(limit: int) -> None:
@@ -207,8 +200,7 @@ async def pending(
     """
     _check_limit(limit)
     chunk = min(limit, CHUNK)
-    conn = ctx.conn
-    script = conn.scripts["half_list"]
+    calls = ctx.calls
     cursors: dict[int, tuple[int | str, str]] = {q: ("", "") for q in queue_ids}
     if after is not None:
         at, queue_id, last = after.cursor
@@ -218,20 +210,9 @@ async def pending(
     found: dict[int, list[PendingTransaction]] = {q: [] for q in queue_ids}
     todo = list(queue_ids)
     while todo:
-        commands = []
-        for q in todo:
-            queue = ctx.keys.queue(info.name, q)
-            index = queue.half_group(group) if group else queue.half
-            commands.append(
-                script.evalsha_args((index, queue.half_payload), (group or "", chunk, *cursors[q]))
-            )
-        replies = await conn.scripts.pipeline(conn.commands, commands)
+        lists = [calls.half_list(info.name, q, group, chunk, cursors[q]) for q in todo]
         more = []
-        for q, reply in zip(todo, replies, strict=True):
-            if isinstance(reply, ResponseError):
-                raise_script_error("half_list", reply)
-            if isinstance(reply, BaseException):
-                raise broker_error(reply, f"listing the half messages of {info.name}[{q}]")
+        for q, reply in zip(todo, await calls.results(lists), strict=True):
             rest = reply[2:]
             found[q].extend(_pending(info.name, q, rest[i : i + 8]) for i in range(0, len(rest), 8))
             if reply[0] is not None and len(found[q]) < limit:
@@ -269,7 +250,7 @@ async def discarded(
     for q, page in zip(queue_ids, pages, strict=True):
         if isinstance(page, BaseException):
             raise broker_error(page, f"listing the discarded transactions of {info.name}[{q}]")
-        rows.append([(_id_key(i.decode()), q, i, fields) for i, fields in page])
+        rows.append([(entry_key(i), q, i, fields) for i, fields in page])
     out: list[DiscardedTransaction] = []
     for _, q, entry_id, fields in heapq.merge(*rows, key=lambda row: row[:2]):
         out.append(_discarded(info.name, q, group, entry_id, _fields(fields)))

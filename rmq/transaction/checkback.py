@@ -23,6 +23,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .. import metrics
+from ..calls import ClaimedHalf
 from ..codec import decode_fields
 from ..connection import Backoff, is_transient
 from ..context import Context
@@ -30,7 +31,7 @@ from ..errors import DecodeError, TransactionError
 from ..message import Message
 from ..router import WireSet
 from .local import decide
-from .store import Claimed, HalfStore
+from .store import HalfStore
 from .types import TransactionChecker, TransactionState
 
 __all__ = ["CLAIM_BATCH", "CONCURRENCY", "MAX_SLEEP", "CheckBack"]
@@ -89,14 +90,14 @@ class CheckBack:
                 queues += [(topic, q) for q in range(info.queues)]
         if not queues:
             return sleep
-        commands = [self.store.claim_command(t, q, CLAIM_BATCH) for t, q in queues]
-        replies = await wire.execute(commands, settings.socket_timeout)
+        calls = [self.store.claim(t, q, CLAIM_BATCH) for t, q in queues]
+        replies = await wire.execute([c.command for c in calls], settings.socket_timeout)
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
         async with anyio.create_task_group() as tg:
-            for (topic, queue_id), reply in zip(queues, replies, strict=True):
-                claim = self.store.claim_reply(reply)
+            for (topic, queue_id), call, reply in zip(queues, calls, replies, strict=True):
+                claim = call.result(reply)
                 if claim.discarded:
                     metrics.transactions(topic, "discarded", len(claim.discarded))
                     log.warning(
@@ -113,7 +114,7 @@ class CheckBack:
                     sleep = min(sleep, claim.wait_ms / 1000)
         return sleep
 
-    async def _check(self, topic: str, queue_id: int, claimed: Claimed) -> None:
+    async def _check(self, topic: str, queue_id: int, claimed: ClaimedHalf) -> None:
         where = f"half message {claimed.msg_id} on {topic}[{queue_id}]"
         async with self._limiter:
             self.checked += 1
@@ -131,7 +132,7 @@ class CheckBack:
             log.warning("check-back of %s answered %s, which failed: %r", where, state, exc)
 
     async def _ask(
-        self, topic: str, queue_id: int, claimed: Claimed, where: str
+        self, topic: str, queue_id: int, claimed: ClaimedHalf, where: str
     ) -> TransactionState:
         """The checker's answer; UNKNOWN when it raised or took longer than half an interval."""
         try:
@@ -152,7 +153,7 @@ class CheckBack:
         return state
 
 
-def _message(topic: str, queue_id: int, group: str, claimed: Claimed) -> Message:
+def _message(topic: str, queue_id: int, group: str, claimed: ClaimedHalf) -> Message:
     """The half message as the checker sees it: `delivery_count` is the check number."""
     entry: Any = decode_fields("", claimed.fields)
     return Message._received(

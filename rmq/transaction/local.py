@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -29,13 +29,11 @@ from .. import metrics
 from ..consumer.spec import _is_coroutine_function
 from ..errors import BrokerUnavailable, ConfigError, TransactionStateError
 from ..message import SendResult, SendStatus
+from ..outgoing import Outgoing, QueueChooser, QueueSelector, encode
 from .store import HalfStore
 from .types import HalfMessage, LocalTransaction, TransactionSendResult, TransactionState
 
-if TYPE_CHECKING:
-    from ..producer import Producer, QueueSelector
-
-__all__ = ["Transaction", "decide", "send_in_transaction"]
+__all__ = ["Transaction", "decide", "half_message", "send_in_transaction"]
 
 log = logging.getLogger("rmq.transaction")
 
@@ -73,14 +71,25 @@ async def decide(
     )
 
 
+async def half_message(store: HalfStore, chooser: QueueChooser, out: Outgoing) -> HalfMessage:
+    """`out` encoded and its queue chosen, as for any send (nothing stored yet)."""
+    ctx = store.ctx
+    encoded = encode(ctx.settings, out)
+    info = await ctx.topics.ensure(out.topic)
+    return HalfMessage(out.topic, chooser.choose(info, out), encoded, out)
+
+
 async def send_in_transaction(
     store: HalfStore,
-    half: HalfMessage,
+    chooser: QueueChooser,
+    out: Outgoing,
     execute: LocalTransaction,
     arg: Any,
     limit: float | None,
 ) -> TransactionSendResult:
-    """Prepare `half`, run `execute(msg, arg)`, then commit or roll back as it decided."""
+    """Prepare `out` as a half message, run `execute(msg, arg)`, then commit or roll back as it
+    decided."""
+    half = await half_message(store, chooser, out)
     await store.prepare(half)
     where = f"half message {half.msg_id} on {half.topic}[{half.queue_id}]"
     try:
@@ -113,9 +122,9 @@ class Transaction:
     check-back, after a commit that could not reach Redis).
     """
 
-    def __init__(self, producer: Producer) -> None:
-        self._producer = producer
-        self._store = producer._half_store()
+    def __init__(self, store: HalfStore, chooser: QueueChooser) -> None:
+        self._store = store
+        self._chooser = chooser
         self._queues: dict[tuple[str, int], list[HalfMessage]] = {}
         self._doubtful = False
         self.state: TransactionState | None = None
@@ -144,12 +153,11 @@ class Transaction:
 
         Takes the options of `Producer.send`; a delay starts when the transaction commits.
         """
+        out = Outgoing(topic, body, tag, keys, properties, sharding_key, selector, delay,
+                       deliver_at, delay_level)  # fmt: skip
         if self.state is not None:
             raise TransactionStateError(f"the transaction is {self.state.lower()} already")
-        half = await self._producer._half(
-            topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
-            selector=selector, delay=delay, deliver_at=deliver_at, delay_level=delay_level,
-        )  # fmt: skip
+        half = await half_message(self._store, self._chooser, out)
         self._queues.setdefault((half.topic, half.queue_id), []).append(half)
         try:
             await self._store.prepare(half)

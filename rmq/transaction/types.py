@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..message import Message, SendResult, SendStatus
+from ..outgoing import Encoded, Outgoing, When
 
 __all__ = [
     "Decision",
@@ -19,9 +20,6 @@ __all__ = [
     "TransactionState",
     "When",
 ]
-
-When = tuple[str, int]
-"""("after", delay ms) or ("at", due epoch ms): when a delayed message becomes visible."""
 
 
 class TransactionState(enum.StrEnum):
@@ -61,21 +59,20 @@ class HalfMessage:
 
     topic: str
     queue_id: int
-    args: list[Any]
-    """The 6 stored values: msg_id, tag, keys, properties, flags, body (encoded)."""
-    when: When | None
-    body: Any
-    tag: str | None
-    keys: list[str]
-    properties: dict[str, str] | None
+    encoded: Encoded
+    out: Outgoing
 
     @property
     def msg_id(self) -> str:
-        return str(self.args[0])
+        return self.encoded.msg_id
+
+    @property
+    def when(self) -> When | None:
+        return self.encoded.when
 
     def message(self, group: str) -> Message:
         """The message as the local transaction sees it (no offset: it is not stored yet)."""
-        msg = Message(self.body, tag=self.tag, keys=self.keys, properties=self.properties)
+        msg = self.out.message()
         msg.msg_id = self.msg_id
         msg.topic = self.topic
         msg.queue_id = self.queue_id

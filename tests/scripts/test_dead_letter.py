@@ -1,4 +1,5 @@
-"""dead_letter.lua: XACK + XADD to the group's DLQ with metadata and "o:"-prefixed fields."""
+"""dead_letter.lua: XACK + XADD to the group's DLQ with metadata and "o:"-prefixed fields; or,
+for a broadcasting instance (no group read it), the copy alone."""
 
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ META = ["reason", "max-deliveries", "error", "ValueError: boom", "topic", "order
 
 
 async def dead_letter(
-    client: Redis, q: QueueKeys, entry_id: str, meta: list[str] = META, group: str = GROUP
+    client: Redis,
+    q: QueueKeys,
+    entry_id: str,
+    meta: list[str] = META,
+    group: str = GROUP,
+    how: str = "ack",
 ) -> Any:
-    return await call(client, "dead_letter", [q.stream, q.dlq(group)], [group, entry_id, *meta])
+    return await call(
+        client, "dead_letter", [q.stream, q.dlq(group)], [group, entry_id, how, *meta]
+    )
 
 
 async def delivered(client: Redis, q: QueueKeys, fields: dict[str, str] | None = None) -> str:
@@ -161,3 +169,47 @@ async def test_odd_metadata_fails_without_losing_the_entry(client: Redis, q: Que
         await dead_letter(client, q, entry_id, ["reason"])
     assert set(await pending(client, q.stream, GROUP)) == {entry_id}
     assert not await client.exists(q.dlq(GROUP))
+
+
+async def test_copy_records_an_entry_no_group_read(client: Redis, q: QueueKeys) -> None:
+    """Broadcasting reads without a group: "copy" writes the dead letter and acknowledges
+    nothing (there is no pending entry), even where a group of that name exists."""
+    entry_id = await delivered(client, q)
+    dlq_id = await dead_letter(client, q, entry_id, ["reason", "max_retries"], how="copy")
+    assert dlq_id
+    ((_, fields),) = await entries(client, q.dlq(GROUP))
+    assert fields == {"reason": "max_retries", "o:i": "M1", "o:t": "tag", "o:d": "body"}
+    assert set(await pending(client, q.stream, GROUP)) == {entry_id}
+
+
+async def test_copy_of_an_entry_never_delivered(client: Redis, q: QueueKeys) -> None:
+    (entry_id,) = await add_entries(client, q.stream, 1)
+    assert await dead_letter(client, q, entry_id, ["reason", "undecodable"], how="copy")
+    ((_, fields),) = await entries(client, q.dlq(GROUP))
+    assert fields == {"reason": "undecodable", "o:n": "0"}
+
+
+async def test_copy_of_a_trimmed_entry_is_recorded_as_lost(client: Redis, q: QueueKeys) -> None:
+    assert await dead_letter(client, q, "1-1", ["reason", "x"], how="copy")
+    ((_, fields),) = await entries(client, q.dlq(GROUP))
+    assert fields == {"reason": "x", "lost": "1"}
+
+
+async def test_unknown_how_without_a_lease_is_refused(client: Redis, q: QueueKeys) -> None:
+    entry_id = await delivered(client, q)
+    with pytest.raises(ScriptError, match="ack or copy"):
+        await dead_letter(client, q, entry_id, how="token-without-lease")
+    assert set(await pending(client, q.stream, GROUP)) == {entry_id}
+    assert not await client.exists(q.dlq(GROUP))
+
+
+async def test_fenced_by_the_lease(client: Redis, q: QueueKeys) -> None:
+    """With the orderly lease key, ARGV[3] is the token: a stale holder writes nothing."""
+    entry_id = await delivered(client, q)
+    await client.set(q.lease(GROUP), "current-token")
+    keys = [q.stream, q.dlq(GROUP), q.lease(GROUP)]
+    assert await call(client, "dead_letter", keys, [GROUP, entry_id, "old-token", *META]) == -1
+    assert not await client.exists(q.dlq(GROUP))
+    assert set(await pending(client, q.stream, GROUP)) == {entry_id}
+    assert await call(client, "dead_letter", keys, [GROUP, entry_id, "current-token", *META])
+    assert await pending(client, q.stream, GROUP) == {}

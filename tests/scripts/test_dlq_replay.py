@@ -178,7 +178,7 @@ async def test_round_trip_with_dead_letter(client: Redis, q: QueueKeys) -> None:
     entry_id = str(await client.xadd(rs, RETRY_COPY))  # type: ignore[arg-type]
     await client.xreadgroup(GROUP, "c1", {rs: ">"})
     dead_id = await call(
-        client, "dead_letter", [rs, q.dlq(GROUP)], [GROUP, entry_id, "reason", "max_retries"]
+        client, "dead_letter", [rs, q.dlq(GROUP)], [GROUP, entry_id, "ack", "reason", "max_retries"]
     )
     assert dead_id
     assert await pending(client, rs, GROUP) == {}
