@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from . import browse
 from .browse import Bound, StoredMessage
 from .connection import broker_error
+from .consumer.pull import PullConsumer
 from .context import Context
 from .dlq import DeadLetters
 from .errors import ConfigError, GroupNotFound, TopicNotFound
@@ -32,14 +33,13 @@ from .ids import entry_ms
 from .keys import QueueKeys
 from .message import Message, SendResult
 from .names import validate_group, validate_keys, validate_topic
+from .outgoing import Outgoing
+from .producer import Producer
 from .retention import Policy, StreamTrim, policy, topic_groups, trim_topic
 from .state import GroupQueueState, QueueState, read_queues, server_ms
 from .topics import TopicInfo
 from .transaction import browse as transactions
 from .transaction.browse import DiscardedTransaction, PendingTransaction, TransactionCount
-
-if TYPE_CHECKING:
-    from .app import App
 
 __all__ = [
     "Admin",
@@ -201,12 +201,14 @@ class Admin:
     kept_count_limit = 10_000
     """Entries `trim` counts at most per stream as kept back by a group."""
 
-    def __init__(self, app: App) -> None:
-        self._app = app
+    def __init__(self, context: Callable[[], Context], producer: Producer, name: str) -> None:
+        self._context = context
+        self._producer = producer
+        self._name = name
 
     @property
     def ctx(self) -> Context:
-        return self._app.context
+        return self._context()
 
     # ------------------------------------------------------------------ server and topics
 
@@ -531,14 +533,13 @@ class Admin:
         that starts afresh each time would always pick queue 0.
         """
         selector = None if sharding_key else _random_queue
-        return await self._app.send(
-            topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
-            selector=selector, delay=delay, delay_level=delay_level,
-        )  # fmt: skip
+        out = Outgoing(topic, body, tag, keys, properties, sharding_key, selector, delay,
+                       delay_level=delay_level)  # fmt: skip
+        return await self._producer.deliver(out)
 
     def dead_letters(self, topic: str, group: str) -> DeadLetters:
         """A group's dead-letter queue on `topic` (`rmq dlq ...`)."""
-        return self._app.dead_letters(topic, group)
+        return DeadLetters(self.ctx, topic, group)
 
     # ------------------------------------------------------------------ transactions
 
@@ -610,7 +611,7 @@ class Admin:
         """
         deadline = time.monotonic() + wait
         got = 0
-        async with self._app.pull_consumer(topic, group, start=start) as pc:
+        async with PullConsumer(self.ctx, topic, group, f"{self._name}-admin", start=start) as pc:
             while got < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -16,6 +16,7 @@ from anyio.abc import TaskStatus
 
 from .admin import Admin, Position, QueueReset
 from .consumer.broadcast import BroadcastConsumer
+from .consumer.inbound import Positions
 from .consumer.orderly import OrderlyConsumer
 from .consumer.promoter import Promoter
 from .consumer.pull import PullConsumer
@@ -34,7 +35,8 @@ from .errors import ConfigError, ConsumerError, ProducerClosed
 from .ids import consumer_name
 from .message import Message, SendResult
 from .names import validate_group, validate_topic
-from .producer import ErrorCallback, Producer, QueueSelector, SendCallback
+from .outgoing import Outgoing, QueueSelector
+from .producer import ErrorCallback, Producer, SendCallback
 from .retention import Trimmer
 from .retry import RetryPolicy
 from .settings import Settings
@@ -80,6 +82,7 @@ class App:
         self._promoters: list[Promoter] = []
         self._trimmers: list[Trimmer] = []
         self._pull_consumers = 0
+        self._pull_positions: dict[tuple[str, str], Positions] = {}
 
     def __repr__(self) -> str:
         return f"<rmq.App namespace={self.settings.namespace!r} consumers={len(self._specs)}>"
@@ -290,10 +293,9 @@ class App:
         delay_level: int | None = None,
     ) -> SendResult:
         """Send one message and wait until it is stored. See `Producer.send`."""
-        return await self._default_producer.send(
-            topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
-            selector=selector, delay=delay, deliver_at=deliver_at, delay_level=delay_level,
-        )  # fmt: skip
+        out = Outgoing(topic, body, tag, keys, properties, sharding_key, selector, delay,
+                       deliver_at, delay_level)  # fmt: skip
+        return await self._default_producer.deliver(out)
 
     def send_async(
         self,
@@ -312,11 +314,9 @@ class App:
         delay_level: int | None = None,
     ) -> asyncio.Future[SendResult]:
         """Send without waiting; returns an awaitable future. See `Producer.send_async`."""
-        return self._default_producer.send_async(
-            topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
-            selector=selector, callback=callback, on_error=on_error, delay=delay,
-            deliver_at=deliver_at, delay_level=delay_level,
-        )  # fmt: skip
+        out = Outgoing(topic, body, tag, keys, properties, sharding_key, selector, delay,
+                       deliver_at, delay_level)  # fmt: skip
+        return self._default_producer.deliver_async(out, callback, on_error)
 
     def send_oneway(
         self,
@@ -333,10 +333,9 @@ class App:
         delay_level: int | None = None,
     ) -> None:
         """Fire and forget. See `Producer.send_oneway`."""
-        self._default_producer.send_oneway(
-            topic, body, tag=tag, keys=keys, properties=properties, sharding_key=sharding_key,
-            selector=selector, delay=delay, deliver_at=deliver_at, delay_level=delay_level,
-        )  # fmt: skip
+        out = Outgoing(topic, body, tag, keys, properties, sharding_key, selector, delay,
+                       deliver_at, delay_level)  # fmt: skip
+        self._default_producer.deliver_oneway(out)
 
     async def send_batch(
         self,
@@ -391,8 +390,9 @@ class App:
         """
         self._pull_consumers += 1
         name = f"{self.name}-p{self._pull_consumers}"
+        positions = self._pull_positions.setdefault((topic, group), Positions())
         return PullConsumer(self.context, topic, group, name, start=start, tag=tag, sql=sql,
-                            max_deliveries=max_deliveries)  # fmt: skip
+                            max_deliveries=max_deliveries, positions=positions)  # fmt: skip
 
     def stop(self) -> None:
         """Ask `run()` to stop gracefully."""
@@ -489,7 +489,7 @@ class App:
     @property
     def admin(self) -> Admin:
         """Topic, group, offset and message administration (what the `rmq` CLI runs)."""
-        return Admin(self)
+        return Admin(lambda: self.context, self._default_producer, self.name)
 
     async def reset_offset(self, topic: str, group: str, to: Position) -> list[QueueReset]:
         """Move `group` on every queue of `topic` to a time, "first" or "last" (XGROUP SETID).

@@ -14,12 +14,12 @@ from ..connection import broker_error
 from ..context import Context
 from ..dlq import DeadLetterInfo
 from ..errors import DecodeError
-from ..ids import born_ms
+from ..ids import born_ms, entry_key
 from ..message import Message
 from ..topics import TopicInfo
 from .spec import StartPosition, start_argument
 
-__all__ = ["dead_letter", "declare_group", "to_message"]
+__all__ = ["Positions", "dead_letter", "declare_group", "to_message"]
 
 log = logging.getLogger("rmq.consumer")
 
@@ -110,12 +110,44 @@ async def dead_letter(
     return result
 
 
+class Positions:
+    """The last entry a consumer was handed on each stream, so that a group that vanished (Redis
+    restarted empty, or the group was deleted) is re-created from there: entries sent while it
+    was gone are delivered, not skipped as "last" would skip them."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[int, int]] = {}
+
+    def saw(self, stream: str, entry_id: bytes | str) -> None:
+        key = entry_key(entry_id)
+        if key > self._last.get(stream, (0, 0)):
+            self._last[stream] = key
+
+    def __bool__(self) -> bool:
+        return bool(self._last)
+
+    def start(self, stream: str) -> str:
+        """The `declare_group` start that re-creates the group on `stream`."""
+        last = self._last.get(stream)
+        return f"after:{last[0]}-{last[1]}" if last else "first"
+
+
 async def declare_group(
-    ctx: Context, topic: str, group: str, start: StartPosition, *, retry_streams: bool = False
+    ctx: Context,
+    topic: str,
+    group: str,
+    start: StartPosition,
+    *,
+    retry_streams: bool = False,
+    again: Positions | None = None,
 ) -> TopicInfo:
     """Create the topic (unless strict) and `group` on each of its queues; existing groups stay.
 
-    With `retry_streams`, also on the group's retry streams (from their first entry).
+    With `retry_streams`, also on the group's retry streams (from their first entry). `again`:
+    the group is being re-created (it vanished): each queue from the last entry this consumer saw
+    there, instead of `start`.
     """
     info = await ctx.topics.ensure(topic)
     begin = start_argument(start)
@@ -123,7 +155,8 @@ async def declare_group(
     declares = []
     for q in range(info.queues):
         queue = calls.queue(topic, q)
-        declares.append(calls.declare_group(queue.stream, group, begin))
+        first = begin if again is None else again.start(queue.stream)
+        declares.append(calls.declare_group(queue.stream, group, first))
         if retry_streams:
             declares.append(calls.declare_group(queue.retry_stream(group), group, "first"))
     subscribe = ("SADD", ctx.keys.topic_groups(topic), group)

@@ -36,7 +36,7 @@ from ..message import Message
 from ..streams import Entry
 from ..wire import Wire
 from .handling import Handling, Verdict
-from .inbound import declare_group, to_message
+from .inbound import Positions, declare_group, to_message
 from .membership import Lease, Membership, allocate_averagely
 from .spec import ConsumerSpec
 
@@ -99,6 +99,7 @@ class OrderlyConsumer:
         self.owned: dict[int, _Owned] = {}
         self.fetch_batch = spec.fetch_batch or ctx.settings.fetch_batch
         self._allocate = spec.allocate or allocate_averagely
+        self._positions = Positions()
         self._changed = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stopping = False
@@ -106,8 +107,10 @@ class OrderlyConsumer:
         self._reading: set[str] = set()
         self._read_done = asyncio.Event()
 
-    async def declare(self) -> None:
-        await declare_group(self.ctx, self.topic, self.group, self.spec.start)
+    async def declare(self, again: bool = False) -> None:
+        """Create the group on every queue; `again` when it vanished (see `Positions`)."""
+        positions = self._positions if again else None
+        await declare_group(self.ctx, self.topic, self.group, self.spec.start, again=positions)
 
     def stop(self) -> None:
         self._stopping = True
@@ -311,6 +314,8 @@ class OrderlyConsumer:
 
     async def _buffer(self, owned: _Owned, entries: list[Entry], redelivered: bool) -> None:
         handling = self.handling
+        if entries:
+            self._positions.saw(owned.stream, entries[-1][0])
         for entry_id, fields in entries:
             offset = entry_id.decode()
             if not fields:
@@ -339,7 +344,7 @@ class OrderlyConsumer:
         if is_nogroup(exc):
             log.warning("%s: consumer group missing; declaring it again", self.spec.name)
             try:
-                await self.declare()
+                await self.declare(again=True)
                 for owned in self.owned.values():
                     owned.phase, owned.drain_from = "claim", "0"
                 return

@@ -33,7 +33,7 @@ from ..message import Message
 from ..names import validate_group, validate_topic
 from ..streams import call
 from ..topics import TopicInfo
-from .inbound import dead_letter, declare_group, to_message
+from .inbound import Positions, dead_letter, declare_group, to_message
 from .spec import StartPosition, start_argument
 
 __all__ = ["PullConsumer"]
@@ -55,6 +55,7 @@ class PullConsumer:
         tag: str | None = None,
         sql: str | None = None,
         max_deliveries: int = 16,
+        positions: Positions | None = None,
     ) -> None:
         if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int):
             raise ConfigError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
@@ -72,10 +73,14 @@ class PullConsumer:
         self.dead_lettered = 0
         self._info: TopicInfo | None = None
         self._next_queue = 0
+        self._positions = positions if positions is not None else Positions()
 
     async def __aenter__(self) -> PullConsumer:
+        # A group this app consumed before and that is gone now (Redis restarted empty) is
+        # re-created from where it was, not at `start`.
+        again = self._positions or None
         self._info = await self.ctx.conn.retry(
-            lambda: declare_group(self.ctx, self.topic, self.group, self.start),
+            lambda: declare_group(self.ctx, self.topic, self.group, self.start, again=again),
             deadline=time.monotonic() + self.ctx.settings.startup_timeout,
         )
         return self
@@ -193,9 +198,11 @@ class PullConsumer:
             for q, count in asks
         ]
         replies = await calls.run_all(receives)
-        for reply in replies:
-            if isinstance(reply, BaseException) and is_nogroup(reply):
-                await declare_group(self.ctx, self.topic, self.group, self.start)
+        if any(isinstance(r, BaseException) and is_nogroup(r) for r in replies):
+            # the group vanished (Redis restarted empty): re-create it from where it was
+            await declare_group(self.ctx, self.topic, self.group, self.start,
+                                again=self._positions)  # fmt: skip
+            replies = await calls.run_all(receives)
         return [c.result(r) for c, r in zip(receives, replies, strict=True)]
 
     async def _collect(
@@ -203,6 +210,8 @@ class PullConsumer:
     ) -> int:
         stream = self.ctx.calls.queue(self.topic, queue_id).stream
         last_ids[stream] = received.last_id
+        if received.entries:
+            self._positions.saw(stream, received.entries[-1][0])
         got = 0
         for entry_id, fields, deliveries in received.entries:
             got += 1

@@ -37,7 +37,7 @@ from ..errors import DecodeError
 from ..message import Message
 from ..streams import Entry, xautoclaim, xpending_rows
 from .handling import Handling, Verdict
-from .inbound import declare_group, to_message
+from .inbound import Positions, declare_group, to_message
 from .outcomes import Outcomes
 from .spec import ConsumerSpec
 
@@ -80,6 +80,7 @@ class PushConsumer:
         self.meter = self.handling.meter
         self.outcomes = Outcomes(ctx, self.topic, self.group, name, self._settled, self.handling)
         self._queues: dict[str, _Queue] = {}
+        self._positions = Positions()
         self._ready: deque[Message] = deque()
         self._idle: deque[asyncio.Future[None]] = deque()  # one per worker waiting for work
         self._held: dict[str, dict[str, float]] = {}
@@ -91,11 +92,13 @@ class PushConsumer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def declare(self) -> None:
-        """Create the topic (unless strict) and the group on every queue and retry stream."""
+    async def declare(self, again: bool = False) -> None:
+        """Create the topic (unless strict) and the group on every queue and retry stream;
+        `again` when the group vanished (from where this consumer was on each queue)."""
         info = await declare_group(
-            self.ctx, self.topic, self.group, self.spec.start, retry_streams=True
-        )
+            self.ctx, self.topic, self.group, self.spec.start, retry_streams=True,
+            again=self._positions if again else None,
+        )  # fmt: skip
         for queue_id in range(info.queues):
             queue = self.ctx.keys.queue(self.topic, queue_id)
             for stream in (queue.stream, queue.retry_stream(self.group)):
@@ -224,7 +227,7 @@ class PushConsumer:
         if is_nogroup(exc):
             log.warning("%s: consumer group missing (%s); declaring it again", self.spec.name, exc)
             try:
-                await self.declare()
+                await self.declare(again=True)
             except Exception as declare_error:
                 error = declare_error
             else:
@@ -251,6 +254,8 @@ class PushConsumer:
         filtered: list[str] = []
         selector = self.spec.filter
         deliveries = await self._delivery_counts(stream, entries) if redelivered else None
+        if entries:
+            self._positions.saw(stream, entries[-1][0])
         for entry_id, fields in entries:
             offset = entry_id.decode()
             if offset in held:

@@ -184,3 +184,27 @@ async def test_bad_start_on_new_stream_is_rejected(client: Redis, q: QueueKeys) 
     with pytest.raises((ScriptError, ResponseError)):
         await declare(client, q, "g", "yesterday")
     assert not await client.exists(q.stream)
+
+
+async def test_after_an_entry_id_delivers_what_came_later(client: Redis, q: QueueKeys) -> None:
+    """A consumer re-creating a group that vanished (Redis restarted empty) starts after the last
+    entry it saw, so what producers sent meanwhile is delivered."""
+    ids = await add_entries(client, q.stream, 4)
+    assert await declare(client, q, "g", f"after:{ids[1]}") == 1
+    assert await read_new(client, q, "g") == ids[2:]
+
+
+async def test_after_on_a_missing_stream_starts_at_the_beginning(
+    client: Redis, q: QueueKeys
+) -> None:
+    assert await declare(client, q, "g", "after:1700000000000-5") == 1
+    ids = await add_entries(client, q.stream, 2)
+    assert await read_new(client, q, "g") == ids
+
+
+@pytest.mark.parametrize("start", ["after:", "after:12", "after:x-1", "later"])
+async def test_malformed_after_is_refused(client: Redis, q: QueueKeys, start: str) -> None:
+    await add_entries(client, q.stream, 1)
+    with pytest.raises(ScriptError, match="after:<entry id>"):
+        await declare(client, q, "g", start)
+    assert await client.xinfo_groups(q.stream) == []
