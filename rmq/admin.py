@@ -18,11 +18,22 @@ import random
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from . import browse
+from .admin_results import (
+    ConsumerInfo,
+    GroupProgress,
+    GroupSummary,
+    Position,
+    QueueProgress,
+    QueueReset,
+    TopicStatus,
+    TopicTrim,
+    max_or_none,
+    sum_or_none,
+)
 from .browse import Bound, StoredMessage
 from .connection import broker_error
 from .consumer.pull import PullConsumer
@@ -35,8 +46,8 @@ from .message import Message, SendResult
 from .names import validate_group, validate_keys, validate_topic
 from .outgoing import Outgoing
 from .producer import Producer
-from .retention import Policy, StreamTrim, policy, topic_groups, trim_topic
-from .state import GroupQueueState, QueueState, read_queues, server_ms
+from .retention import StreamTrim, policy, topic_groups, trim_topic
+from .state import GroupQueueState, read_queues, server_ms
 from .topics import TopicInfo
 from .transaction import browse as transactions
 from .transaction.browse import DiscardedTransaction, PendingTransaction, TransactionCount
@@ -57,129 +68,6 @@ __all__ = [
     "TopicTrim",
     "TransactionCount",
 ]
-
-Position = datetime | Literal["first", "last"]
-"""Where `reset_offset` moves a group: a time, or the first or last stored message."""
-
-
-@dataclass(frozen=True, slots=True)
-class TopicStatus:
-    """A topic and the state of each of its queues."""
-
-    name: str
-    created_ms: int
-    groups: list[str]
-    queues: list[QueueState]
-    retention: Policy | None = None
-    """The topic's retention (its overrides applied to the settings)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TopicTrim:
-    """What `Admin.trim` removed (or would remove, in a dry run) from each stream of a topic."""
-
-    topic: str
-    dry_run: bool
-    retention: Policy
-    groups: list[str]
-    streams: list[StreamTrim]
-    """Per queue: the queue stream, then each group's retry stream."""
-
-    @property
-    def removed(self) -> int:
-        return sum(s.removed for s in self.streams)
-
-    @property
-    def removed_unacked(self) -> int:
-        return sum(s.removed_unacked for s in self.streams)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueProgress:
-    """One group's progress on one queue (mqadmin consumerProgress, per queue)."""
-
-    queue_id: int
-    length: int
-    last_id: str | None
-    last_delivered_id: str
-    lag: int | None
-    pending: int
-    oldest_pending_id: str | None
-    oldest_pending_age_seconds: float | None
-    """Now minus the time the oldest pending entry was stored (its id is a ms timestamp)."""
-    consumers: int
-    dlq_length: int
-    retry_waiting: int
-
-
-def _sum_or_none(values: Sequence[int | None]) -> int | None:
-    return None if any(v is None for v in values) else sum(v or 0 for v in values)
-
-
-def _max_or_none(values: Sequence[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return max(known) if known else None
-
-
-@dataclass(frozen=True, slots=True)
-class GroupProgress:
-    """A consumer group's progress on every queue of a topic, with totals."""
-
-    topic: str
-    group: str
-    queues: list[QueueProgress]
-
-    @property
-    def lag(self) -> int | None:
-        """Entries not yet delivered, summed; None when Redis cannot tell for some queue."""
-        return _sum_or_none([q.lag for q in self.queues])
-
-    @property
-    def pending(self) -> int:
-        return sum(q.pending for q in self.queues)
-
-    @property
-    def oldest_pending_age_seconds(self) -> float | None:
-        return _max_or_none([q.oldest_pending_age_seconds for q in self.queues])
-
-    @property
-    def dlq_length(self) -> int:
-        return sum(q.dlq_length for q in self.queues)
-
-
-@dataclass(frozen=True, slots=True)
-class GroupSummary:
-    """One line of `rmq group list`."""
-
-    topic: str
-    group: str
-    lag: int | None
-    pending: int
-    consumers: int
-    """The most consumers seen on one queue (every consumer reads every queue)."""
-    oldest_pending_age_seconds: float | None
-    dlq_length: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerInfo:
-    """A consumer (worker process) of a group, over every queue of the topic."""
-
-    name: str
-    pending: int
-    idle_seconds: float
-    """Time since its last read or claim, on the queue it touched last."""
-    queues: list[int]
-
-
-@dataclass(frozen=True, slots=True)
-class QueueReset:
-    """Where `reset_offset` left a group on one queue."""
-
-    queue_id: int
-    last_delivered_id: str
-    entries_read: int | None
-    """None when Redis works the group's lag out by itself once it catches up."""
 
 
 def _position(to: Position) -> str:
@@ -332,10 +220,10 @@ class Admin:
             GroupSummary(
                 topic=t,
                 group=g,
-                lag=_sum_or_none([s.lag for s in states]),
+                lag=sum_or_none([s.lag for s in states]),
                 pending=sum(s.pending for s in states),
                 consumers=max(s.consumers for s in states),
-                oldest_pending_age_seconds=_max_or_none([_age(s, now) for s in states]),
+                oldest_pending_age_seconds=max_or_none([_age(s, now) for s in states]),
                 dlq_length=sum(s.dlq_length for s in states),
             )
             for (t, g), states in sorted(by_group.items())

@@ -353,6 +353,8 @@ class App:
     async def cancel_delayed(self, topic: str, msg_id: str) -> bool:
         """Cancel a delayed message not delivered yet (RocketMQ 5's recall); False if too late."""
         ctx = self.context
+        if not isinstance(msg_id, str) or not msg_id:
+            raise ConfigError(f"msg_id must be a non-empty str, got {msg_id!r}")
         info = await ctx.topics.get(validate_topic(topic))
         if info is None:
             return False

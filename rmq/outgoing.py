@@ -136,6 +136,8 @@ class QueueChooser:
                 raise ConfigError("sharding_key must be a non-empty str")
             return zlib.crc32(out.sharding_key.encode()) % info.queues
         if out.selector is not None:
+            if not callable(out.selector):
+                raise ConfigError(f"selector must be callable, got {out.selector!r}")
             queue_id = out.selector(info.queues, out.message())
             if not isinstance(queue_id, int) or not 0 <= queue_id < info.queues:
                 last = info.queues - 1

@@ -1,14 +1,8 @@
 """Producer: sync, async, one-way and batch sends; round-robin, sharding-key or custom selection.
 
-Concurrent sends are coalesced (group commit): while one round trip is in flight, new messages
-queue up, and the next round trip carries all of them, one `send` script call per queue. A lone
-caller pays one round trip and nothing else.
-
-Failed round trips are retried with backoff inside `send_timeout`. A retry cannot store a message
-twice: each producer has a session id, sends at most one chunk per queue per round trip, and retries
-a chunk before sending anything else; the `send` script keeps the session's last chunk per queue
-(first msg_id and entry id, for `dedup_window`) and answers a retry of a chunk that did land with
-the entry ids it already has.
+Each public method builds one `Outgoing` record, `rmq.outgoing` checks and encodes it and picks
+its queue, and `rmq.group_commit` stores it: concurrent sends share round trips, and a retried
+round trip never stores a message twice.
 
 Transactional sends (`send_in_transaction`, `transaction()`) live in `rmq.transaction`; the
 producer only encodes their messages and chooses their queues, as for any send.
@@ -18,21 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import metrics
-from .calls import Call
-from .connection import Backoff, is_transient
 from .context import Context
-from .errors import BrokerError, BrokerUnavailable, ConfigError, ProducerClosed, PublishError
-from .message import Message, SendResult, SendStatus
+from .errors import ConfigError, ProducerClosed, PublishError
+from .group_commit import BatchSink, GroupCommit, Pending
+from .message import Message, SendResult
 from .names import validate_group
 from .outgoing import Encoded, Outgoing, QueueChooser, QueueSelector, encode
-from .router import WireSet
 from .transaction.local import Transaction, send_in_transaction
 from .transaction.store import HalfStore
 from .transaction.types import LocalTransaction, TransactionChecker, TransactionSendResult
@@ -43,51 +34,6 @@ log = logging.getLogger("rmq.producer")
 
 SendCallback = Callable[[SendResult], object]
 ErrorCallback = Callable[[BaseException], object]
-
-
-class _BatchSink:
-    """Collects the results of one `send_batch` into one future."""
-
-    __slots__ = ("future", "missing", "results")
-
-    def __init__(self, future: asyncio.Future[list[SendResult]], size: int) -> None:
-        self.future = future
-        self.results: list[SendResult | None] = [None] * size
-        self.missing = size
-
-    def set(self, index: int, result: SendResult) -> None:
-        self.results[index] = result
-        self.missing -= 1
-        if self.missing == 0 and not self.future.done():
-            self.future.set_result(self.results)  # type: ignore[arg-type]
-
-    def fail(self, exc: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(exc)
-
-
-class _Pending:
-    """One encoded message waiting for its round trip: where it goes and who waits for it."""
-
-    __slots__ = ("batch", "deadline", "encoded", "index", "queue_id", "sink", "topic")
-
-    def __init__(
-        self,
-        topic: str,
-        encoded: Encoded,
-        sink: asyncio.Future[SendResult] | _BatchSink | None,
-        deadline: float,
-        queue_id: int = 0,
-        batch: _BatchSink | None = None,
-        index: int = 0,
-    ) -> None:
-        self.topic = topic
-        self.queue_id = queue_id
-        self.encoded = encoded
-        self.sink = sink
-        self.deadline = deadline
-        self.batch = batch
-        self.index = index
 
 
 class Producer:
@@ -111,16 +57,8 @@ class Producer:
         self._halves: HalfStore | None = None
         self._context = context
         self._chooser = QueueChooser()
-        self._buffer: list[_Pending] = []
-        self._flushing = False
-        self._outstanding = 0
-        self._space_waiters: list[asyncio.Future[None]] = []
-        self._idle_waiters: list[asyncio.Future[None]] = []
-        self._background: set[asyncio.Task[Any]] = set()
+        self._commit = GroupCommit(context)
         self._closed = False
-        self._wire: tuple[Context, WireSet] | None = None
-        self._session_pid = 0
-        self._session_id = ""
 
     # ------------------------------------------------------------------ public API
 
@@ -261,13 +199,12 @@ class Producer:
 
     async def flush(self) -> None:
         """Wait until every message sent so far (including one-way ones) is stored or has failed."""
-        while self._outstanding or self._background:
-            if self._background:
-                await asyncio.gather(*list(self._background), return_exceptions=True)
-                continue
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._idle_waiters.append(waiter)
-            await waiter
+        await self._commit.flush()
+
+    @property
+    def session(self) -> str:
+        """This producer's id in dedup records: unique per producer object and process."""
+        return self._commit.session
 
     async def close(self) -> None:
         """Flush, then refuse further sends."""
@@ -284,27 +221,13 @@ class Producer:
         ctx = self._ctx()
         encoded = encode(ctx.settings, out)
         info = await ctx.topics.ensure(out.topic)
-        if self._outstanding >= ctx.settings.max_pending_sends:
-            await self._wait_for_space(ctx)
+        commit = self._commit
+        if commit.outstanding >= ctx.settings.max_pending_sends:
+            await commit.wait_for_space(ctx.settings.max_pending_sends)
         queue_id = self._chooser.choose(info, out)
         future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
         deadline = time.monotonic() + ctx.settings.send_timeout
-        item = _Pending(out.topic, encoded, future, deadline, queue_id)
-        self._outstanding += 1
-        if not self._flushing and not self._buffer:
-            # Nothing in flight: send inline, without waking another task.
-            self._flushing = True
-            try:
-                await self._store(ctx, [[item]])
-            finally:
-                self._flushing = False
-                if self._buffer:
-                    self._start_drainer()
-                elif self._outstanding == 0:
-                    self._wake(self._idle_waiters)
-            return future.result()
-        self._enqueue(item)
-        return await future
+        return await commit.submit(ctx, Pending(out.topic, encoded, future, deadline, queue_id))
 
     def deliver_async(
         self,
@@ -339,18 +262,17 @@ class Producer:
         topic = outs[0].topic
         info = await ctx.topics.ensure(topic)
         queue_id = self._chooser.choose(info, outs[0])
-        if self._outstanding >= ctx.settings.max_pending_sends:
-            await self._wait_for_space(ctx)
+        commit = self._commit
+        if commit.outstanding >= ctx.settings.max_pending_sends:
+            await commit.wait_for_space(ctx.settings.max_pending_sends)
         future: asyncio.Future[list[SendResult]] = asyncio.get_running_loop().create_future()
-        sink = _BatchSink(future, len(encoded))
+        sink = BatchSink(future, len(encoded))
         deadline = time.monotonic() + ctx.settings.send_timeout
         items = [
-            _Pending(topic, e, sink, deadline, queue_id, sink, i) for i, e in enumerate(encoded)
+            Pending(topic, e, sink, deadline, queue_id, sink, i) for i, e in enumerate(encoded)
         ]
-        self._outstanding += len(items)
-        self._buffer.extend(items)
-        if not self._flushing:
-            self._start_drainer()
+        commit.add(items)
+        commit.enqueue_all(items)
         return await future
 
     # ------------------------------------------------------------------ preparing
@@ -378,248 +300,32 @@ class Producer:
         encoded: Encoded,
         future: asyncio.Future[SendResult] | None,
     ) -> None:
-        if self._outstanding >= ctx.settings.max_pending_sends:
+        commit = self._commit
+        if commit.outstanding >= ctx.settings.max_pending_sends:
             raise PublishError(
-                f"{self._outstanding} sends are already waiting (max_pending_sends); "
+                f"{commit.outstanding} sends are already waiting (max_pending_sends); "
                 "await app.flush() or use await app.send(...) to slow down"
             )
         deadline = time.monotonic() + ctx.settings.send_timeout
-        item = _Pending(out.topic, encoded, future, deadline)
-        self._outstanding += 1
+        item = Pending(out.topic, encoded, future, deadline)
+        commit.add([item])
         info = ctx.topics.cached(out.topic)
         if info is not None:
             item.queue_id = self._chooser.choose(info, out)
-            self._enqueue(item)
+            commit.enqueue(item)
             return
 
         async def resolve_topic() -> None:
             try:
                 item.queue_id = self._chooser.choose(await ctx.topics.ensure(out.topic), out)
             except Exception as exc:
-                self._fail([item], exc)
+                commit.fail([item], exc)
                 return
-            self._enqueue(item)
+            commit.enqueue(item)
 
-        task = asyncio.get_running_loop().create_task(resolve_topic())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        commit.track(asyncio.get_running_loop().create_task(resolve_topic()))
 
     # ------------------------------------------------------------------ sending
-
-    def _enqueue(self, item: _Pending) -> None:
-        self._buffer.append(item)
-        if not self._flushing:
-            self._start_drainer()
-
-    def _start_drainer(self) -> None:
-        self._flushing = True
-        task = asyncio.get_running_loop().create_task(self._drain())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _drain(self) -> None:
-        try:
-            while self._buffer:
-                batch, self._buffer = self._buffer, []
-                await self._flush(batch)
-        finally:
-            self._flushing = False
-            if self._buffer:  # cancelled mid-way: do not strand what is queued
-                self._fail(self._buffer, ProducerClosed("the producer was stopped"))
-                self._buffer = []
-            if self._outstanding == 0:
-                self._wake(self._idle_waiters)
-
-    @property
-    def session(self) -> str:
-        """This producer's id in dedup records: unique per producer object and process."""
-        pid = os.getpid()
-        if pid != self._session_pid:
-            self._session_pid = pid
-            self._session_id = f"{pid:x}-{os.urandom(6).hex()}"
-        return self._session_id
-
-    @staticmethod
-    def _chunks(items: list[_Pending], limit: int) -> list[list[_Pending]]:
-        """One chunk per queue: a round trip carries at most one chunk per queue (dedup relies on
-        it). A queue's chunk holds up to `limit` messages, or one whole batch; the rest waits for
-        the next round trip."""
-        by_queue: dict[tuple[str, int, bool], list[_Pending]] = {}
-        leftover: list[_Pending] = []
-        for item in items:
-            delayed = item.encoded.when is not None
-            chunk = by_queue.setdefault((item.topic, item.queue_id, delayed), [])
-            continues_batch = (
-                bool(chunk) and item.batch is not None and item.batch is chunk[-1].batch
-            )
-            if len(chunk) < limit or continues_batch:
-                chunk.append(item)
-            else:
-                leftover.append(item)
-        items[:] = leftover
-        return list(by_queue.values())
-
-    def _call(self, ctx: Context, chunk: list[_Pending], retry: bool) -> Call[Any]:
-        """The `send` (or, for delayed messages, `schedule`) call that stores one chunk."""
-        first = chunk[0]
-        if first.encoded.when is None:
-            values = [v for item in chunk for v in item.encoded.values]
-            return ctx.calls.send(first.topic, first.queue_id, self.session, retry, values)
-        values = []
-        for item in chunk:
-            assert item.encoded.when is not None
-            values += item.encoded.when
-            values += item.encoded.values
-        return ctx.calls.schedule(first.topic, first.queue_id, self.session, retry, values)
-
-    async def _flush(self, items: list[_Pending]) -> None:
-        """Store `items`, resolving or failing each; one round trip per attempt."""
-        try:
-            ctx = self._context()
-        except Exception as exc:
-            self._fail(items, exc)
-            return
-        pending = list(items)
-        try:
-            while pending:
-                chunks = self._chunks(pending, ctx.settings.max_batch_messages)
-                await self._store(ctx, chunks)
-        except BaseException:
-            self._fail(pending, ProducerClosed("the send was cancelled before it was attempted"))
-            raise
-
-    async def _store(self, ctx: Context, chunks: list[list[_Pending]]) -> None:
-        """Store chunks (at most one per queue), retrying transient failures within the deadline."""
-        wire = self._wire_for(ctx)
-        try:
-            await self._attempts(ctx, wire, chunks)
-        except BaseException:
-            cancelled = PublishError("the send was cancelled; the message may or may not be stored")
-            for chunk in chunks:
-                self._fail(chunk, cancelled)
-            raise
-
-    async def _attempts(self, ctx: Context, wire: WireSet, chunks: list[list[_Pending]]) -> None:
-        """Round trips until every chunk is resolved or failed; `chunks` always holds the rest."""
-        settings = ctx.settings
-        backoff: Backoff | None = None
-        retrying = False
-        while chunks:
-            calls = [self._call(ctx, chunk, retrying) for chunk in chunks]
-            commands = [call.command for call in calls]
-            deadline = min(chunk[0].deadline for chunk in chunks)
-            started = time.perf_counter()
-            try:
-                results = await wire.execute(commands, max(0.001, deadline - time.monotonic()))
-            except Exception as exc:
-                if not is_transient(exc):
-                    for chunk in chunks:
-                        self._fail(chunk, BrokerError(f"send failed: {exc!r}"))
-                    return
-                results = [exc] * len(chunks)
-            retry: list[list[_Pending]] = []
-            last_error: BaseException | None = None
-            elapsed = time.perf_counter() - started
-            for chunk, call, result in zip(chunks, calls, results, strict=True):
-                if isinstance(result, BaseException) and is_transient(result):
-                    retry.append(chunk)
-                    last_error = result
-                    continue
-                try:
-                    stored = call.result(result)
-                except Exception as exc:
-                    self._fail(chunk, exc)
-                    continue
-                self._resolve(chunk, stored)
-                sizes = [item.encoded.size for item in chunk]
-                metrics.published(chunk[0].topic, "ok", len(chunk), elapsed, sizes=sizes)
-            if not retry:
-                return
-            if backoff is None:
-                backoff = Backoff(settings.backoff_base, settings.backoff_cap)
-            delay = backoff.next_delay()
-            deadline = min(chunk[0].deadline for chunk in retry)
-            if backoff.attempt > settings.send_retries or time.monotonic() + delay >= deadline:
-                error = BrokerUnavailable(
-                    f"send to {ctx.conn.url} failed after {backoff.attempt} attempt(s) within "
-                    f"{settings.send_timeout}s; the message may or may not be stored: "
-                    f"{last_error!r}"
-                )
-                error.__cause__ = last_error
-                chunks.clear()
-                for chunk in retry:
-                    self._fail(chunk, error)
-                return
-            chunks[:] = retry
-            log.debug("send failed (%r), retrying in %.3fs", last_error, delay)
-            await asyncio.sleep(delay)
-            retrying = True
-
-    def _wire_for(self, ctx: Context) -> WireSet:
-        """The producer's own connection (one flush at a time uses it), per open context."""
-        if self._wire is None or self._wire[0] is not ctx:
-            self._wire = (ctx, ctx.conn.wires())
-        return self._wire[1]
-
-    # ------------------------------------------------------------------ outcomes
-
-    def _resolve(self, chunk: list[_Pending], stored: list[Any]) -> None:
-        """Resolve each waiting caller: `stored` has an entry id (a `send`) or an (entry id or
-        "", due ms) pair (a `schedule`) per message."""
-        delayed = chunk[0].encoded.when is not None
-        for item, where in zip(chunk, stored, strict=True):
-            sink = item.sink
-            if sink is None:
-                continue
-            if delayed:
-                offset, due = where
-                deliver_at = None if offset else datetime.fromtimestamp(due / 1000, UTC)
-            else:
-                offset, deliver_at = where, None
-            result = SendResult(SendStatus.SEND_OK, item.encoded.values[0], item.topic,
-                                item.queue_id, offset, deliver_at)  # fmt: skip
-            if isinstance(sink, _BatchSink):
-                sink.set(item.index, result)
-            elif not sink.done():
-                sink.set_result(result)
-        self._done(len(chunk))
-
-    def _fail(self, chunk: list[_Pending], exc: BaseException) -> None:
-        per_topic: dict[str, int] = {}
-        for item in chunk:
-            per_topic[item.topic] = per_topic.get(item.topic, 0) + 1
-        for topic, count in per_topic.items():
-            metrics.published(topic, "error", count)
-        for item in chunk:
-            sink = item.sink
-            if sink is None:
-                log.error("one-way send to %s failed: %s", item.topic, exc)
-            elif isinstance(sink, _BatchSink):
-                sink.fail(exc)
-            elif not sink.done():
-                sink.set_exception(exc)
-        self._done(len(chunk))
-
-    def _done(self, count: int) -> None:
-        self._outstanding -= count
-        if self._space_waiters:
-            self._wake(self._space_waiters)
-        if self._outstanding == 0 and self._idle_waiters and not self._flushing:
-            self._wake(self._idle_waiters)
-
-    async def _wait_for_space(self, ctx: Context) -> None:
-        limit = ctx.settings.max_pending_sends
-        while self._outstanding >= limit:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._space_waiters.append(waiter)
-            await waiter
-
-    @staticmethod
-    def _wake(waiters: list[asyncio.Future[None]]) -> None:
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        waiters.clear()
 
 
 def _callback_adapter(

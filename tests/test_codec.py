@@ -148,6 +148,60 @@ def test_incompressible_body_is_stored_plain() -> None:
     assert encode_body(body, BIG, 1024) == (body, FLAG_BYTES)
 
 
+def test_large_incompressible_body_is_judged_on_a_sample() -> None:
+    """A 1 MiB random body is stored as it is; only a 4 KiB sample of it was compressed."""
+    body = os.urandom(1 << 20)
+    calls: list[int] = []
+    real = zlib.compress
+
+    def counting(data: bytes, level: int = -1) -> bytes:
+        calls.append(len(data))
+        return real(data, level)
+
+    zlib.compress = counting  # type: ignore[assignment]
+    try:
+        assert encode_body(body, BIG, 4096) == (body, FLAG_BYTES)
+    finally:
+        zlib.compress = real
+    assert calls == [4096]
+
+
+def test_compression_that_saves_little_is_not_kept() -> None:
+    """Kept only when at least an eighth smaller: 90 % random, 10 % zeros is stored plain."""
+    body = os.urandom(9000) + bytes(1000)
+    assert encode_body(body, BIG, 4096) == (body, FLAG_BYTES)
+
+
+def test_inflation_is_bounded() -> None:
+    """A small entry that would inflate past the limit does not decode (it is dead-lettered)."""
+    bomb = zlib.compress(bytes(64 << 20), 9)
+    assert len(bomb) < 70_000
+    with pytest.raises(DecodeError, match="inflates past 4194304 bytes"):
+        decode_body(bomb, FLAG_BYTES | FLAG_ZLIB)
+    with pytest.raises(DecodeError, match="inflates past 1000"):
+        decode_body(zlib.compress(bytes(1001)), FLAG_BYTES | FLAG_ZLIB, 1000)
+    assert decode_body(zlib.compress(bytes(1000)), FLAG_BYTES | FLAG_ZLIB, 1000) == bytes(1000)
+
+
+def test_truncated_zlib_does_not_decode() -> None:
+    data = zlib.compress(b"hello " * 100)
+    with pytest.raises(DecodeError, match="truncated"):
+        decode_body(data[:-6], FLAG_STR | FLAG_ZLIB)
+
+
+@pytest.mark.parametrize(
+    "body", [float("nan"), float("inf"), {"x": [1, float("-inf")]}, [{"y": float("nan")}]]
+)
+def test_nan_and_infinity_are_refused(body: Any) -> None:
+    """orjson would store them as null: the consumer would get None back."""
+    with pytest.raises(EncodeError, match="NaN or Infinity"):
+        encode_body(body, BIG, NO_COMPRESSION)
+
+
+def test_null_itself_is_fine() -> None:
+    assert round_trip({"x": None, "y": [None, 1.5]})[0] == {"x": None, "y": [None, 1.5]}
+
+
 def test_compressed_payload_is_zlib() -> None:
     body = "hello " * 1000
     data, flags = encode_body(body, BIG, 10)
@@ -278,6 +332,13 @@ def fields_of(
         b"c": str(flags).encode(),
         b"d": data,
     }
+
+
+@pytest.mark.parametrize("props", [b'{"amount": 5}', b'{"a": {"b": "c"}}', b'{"a": null}'])
+def test_properties_that_are_not_strings_do_not_decode(props: bytes) -> None:
+    """A foreign entry with a numeric property used to crash every worker with an sql= filter."""
+    with pytest.raises(DecodeError, match="not a string"):
+        decode_entry("1-0", {b"d": b"x", b"p": props})
 
 
 def test_decode_entry_full() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from datetime import UTC, datetime
 
 import anyio
@@ -247,12 +248,14 @@ async def test_undecodable_entries_are_dead_lettered_and_never_crash(
         await app.context.topics.create("mixed", 1)
     r.xadd(queue.stream, {"foo": "bar"})  # no body field
     r.xadd(queue.stream, {"d": "x", "c": "99"})  # unknown flags
+    r.xadd(queue.stream, {"d": zlib.compress(bytes(64 << 20), 9), "c": "8"})  # inflates past 4 MiB
+    r.xadd(queue.stream, {"d": "x", "p": '{"amount": 5}'})  # a property that is not a string
     r.xadd(queue.stream, {"d": b"\x00raw from another client"})  # only a body: accepted
     async with app:
         await app.send("mixed", {"ok": True})
     async with running(app):
         await wait_until(lambda: len(got) == 2)
-        await wait_until(lambda: r.xlen(queue.dlq("g")) == 2)
+        await wait_until(lambda: r.xlen(queue.dlq("g")) == 4)
         await wait_until(lambda: pending_count(r, queue.stream, "g") == 0)
     assert got == [b"\x00raw from another client", {"ok": True}]
     dead = [fields for _, fields in r.xrange(queue.dlq("g"))]
@@ -260,6 +263,8 @@ async def test_undecodable_entries_are_dead_lettered_and_never_crash(
     assert dead[0][b"o:foo"] == b"bar"
     assert b"no body" in dead[0][b"error"]
     assert dead[1][b"o:c"] == b"99"
+    assert b"inflates past" in dead[2][b"error"]
+    assert b"not a string" in dead[3][b"error"]
     assert dead[1][b"topic"] == b"mixed" and dead[1][b"group"] == b"g"
 
 

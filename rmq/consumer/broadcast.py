@@ -56,6 +56,7 @@ class BroadcastConsumer:
         self.instance_id: str | None = spec.instance_id or ctx.settings.instance_id
         self.concurrency = spec.concurrency or ctx.settings.concurrency
         self.handling = Handling(spec, self.concurrency)
+        self._max_body = ctx.settings.max_body_bytes
         self.stats = self.handling.stats
         self.fetch_batch = spec.fetch_batch or ctx.settings.fetch_batch
         self._slot_token = f"{name}:{os.urandom(4).hex()}"
@@ -270,7 +271,9 @@ class BroadcastConsumer:
         queue_id = self._queues[stream]
         handling = self.handling
         try:
-            msg = to_message(entry_id, fields, self.topic, queue_id, self.group, stream)
+            msg = to_message(
+                entry_id, fields, self.topic, queue_id, self.group, stream, 1, self._max_body
+            )
         except DecodeError as exc:
             handling.set_aside()
             await self._record_dead(stream, queue_id, entry_id.decode(), handling.undecodable(exc))

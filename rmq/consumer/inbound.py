@@ -7,13 +7,10 @@ import time
 from functools import partial
 from typing import Any
 
-import orjson
-
-from ..codec import decode_body, decode_fields, decode_properties
+from ..codec import DEFAULT_MAX_BODY, decode_fields, decode_own
 from ..connection import broker_error
 from ..context import Context
 from ..dlq import DeadLetterInfo
-from ..errors import DecodeError
 from ..ids import born_ms, entry_key
 from ..message import Message
 from ..topics import TopicInfo
@@ -24,10 +21,7 @@ __all__ = ["Positions", "dead_letter", "declare_group", "to_message"]
 log = logging.getLogger("rmq.consumer")
 
 
-_OUR_LAYOUT = [b"i", b"t", b"k", b"p", b"c", b"d"]
 _new_message = object.__new__
-_loads = orjson.loads
-_JSON, _STR, _BYTES = b"2", b"1", b"0"
 
 
 def to_message(
@@ -38,48 +32,32 @@ def to_message(
     group: str | None,
     stream: str,
     delivery_count: int = 1,
+    limit: int = DEFAULT_MAX_BODY,
 ) -> Message:
     """Decode one entry (raw flat field list or dict); raises `DecodeError` with the raw fields.
 
-    rmq's own entries (fields i, t, k, p, c, d in that order, an uncompressed body) become a
-    `Message` directly; anything else, and anything that fails to decode on that path, goes
-    through `decode_fields`, which reports precisely what is wrong.
+    rmq's own entries take `codec.decode_own`'s fast path straight into a `Message`; anything
+    else goes through `decode_fields`, which reports precisely what is wrong. A compressed body
+    inflates to at most `limit` bytes (`max_body_bytes`).
     """
     offset = entry_id.decode()
-    if fields.__class__ is list and len(fields) == 12 and fields[0::2] == _OUR_LAYOUT:
-        msg_id, tag, keys, props, flags, data = fields[1::2]
-        try:
-            if flags == _JSON:
-                body: Any = _loads(data)
-            elif flags == _BYTES:
-                body = data
-            elif flags == _STR:
-                body = data.decode()
-            else:
-                body = decode_body(data, int(flags))
-            text_id = msg_id.decode()
-            msg = _new_message(Message)
-            msg.body = body
-            msg.tag = tag.decode() if tag else None
-            msg.keys = keys.decode().split(" ") if keys else []
-            msg.properties = decode_properties(props) if props else {}
-        except (DecodeError, ValueError, UnicodeDecodeError):
-            pass  # the slow path below reports the problem (orjson's error is a ValueError)
-        else:
-            msg.msg_id = text_id
-            msg.topic = topic
-            msg.queue_id = queue_id
-            msg.offset = offset
-            msg.group = group
-            msg._stream = stream
-            msg._born_ms = born_ms(text_id)
-            msg._stored_ms = None
-            msg._origin = None
-            msg._first_failure_ms = None
-            msg.reconsume_times = 0
-            msg.delivery_count = delivery_count
-            return msg
-    d = decode_fields(offset, fields)
+    own = decode_own(fields, limit)
+    if own is not None:
+        msg = _new_message(Message)
+        msg.msg_id, msg.tag, msg.keys, msg.properties, msg.body = own
+        msg.topic = topic
+        msg.queue_id = queue_id
+        msg.offset = offset
+        msg.group = group
+        msg._stream = stream
+        msg._born_ms = born_ms(msg.msg_id)
+        msg._stored_ms = None
+        msg._origin = None
+        msg._first_failure_ms = None
+        msg.reconsume_times = 0
+        msg.delivery_count = delivery_count
+        return msg
+    d = decode_fields(offset, fields, limit)
     msg = Message._received(
         d.body, d.tag, d.keys, d.properties, d.msg_id, topic, queue_id, offset, group, stream,
         delivery_count, d.retries, d.origin, d.first_failure_ms,

@@ -100,6 +100,7 @@ class OrderlyConsumer:
         self.fetch_batch = spec.fetch_batch or ctx.settings.fetch_batch
         self._allocate = spec.allocate or allocate_averagely
         self._positions = Positions()
+        self._max_body = ctx.settings.max_body_bytes
         self._changed = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stopping = False
@@ -325,7 +326,7 @@ class OrderlyConsumer:
             try:
                 msg = to_message(
                     entry_id, fields, self.topic, owned.queue_id, self.group, owned.stream,
-                    2 if redelivered else 1,
+                    2 if redelivered else 1, self._max_body,
                 )  # fmt: skip
             except DecodeError as exc:
                 owned.buffer.append(_Undecodable(offset, handling.undecodable(exc)))

@@ -103,10 +103,16 @@ class PullConsumer:
 
         With `wait` > 0, blocks up to that long when nothing is available (long polling).
         """
-        if not 1 <= max_messages <= 1000:
-            raise ConfigError(f"max_messages must be 1..1000, got {max_messages}")
-        if invisible <= 0 or wait < 0:
-            raise ConfigError("invisible must be > 0 and wait >= 0")
+        if (
+            isinstance(max_messages, bool)
+            or not isinstance(max_messages, int)
+            or not (1 <= max_messages <= 1000)
+        ):
+            raise ConfigError(f"max_messages must be an int 1..1000, got {max_messages!r}")
+        if not _seconds(invisible) or invisible <= 0 or not _seconds(wait) or wait < 0:
+            raise ConfigError(
+                f"invisible must be seconds > 0 and wait seconds >= 0, got {invisible!r}, {wait!r}"
+            )
         deadline = time.monotonic() + wait
         while True:
             messages, last_ids = await self._retrying(
@@ -132,8 +138,8 @@ class PullConsumer:
         Returns False when it is no longer this consumer's (acknowledged, or its time ran out and
         another consumer received it).
         """
-        if invisible < 0:
-            raise ConfigError("invisible must be >= 0")
+        if not _seconds(invisible) or invisible < 0:
+            raise ConfigError(f"invisible must be seconds >= 0, got {invisible!r}")
         calls = self.ctx.calls
         call = calls.pull_change_invisible(
             self.topic, message.queue_id, self.group, self.name, message.offset,
@@ -218,8 +224,9 @@ class PullConsumer:
             info: DeadLetterInfo | None = None
             try:
                 msg = to_message(
-                    entry_id, fields, self.topic, queue_id, self.group, stream, deliveries
-                )
+                    entry_id, fields, self.topic, queue_id, self.group, stream, deliveries,
+                    self.ctx.settings.max_body_bytes,
+                )  # fmt: skip
             except DecodeError as exc:
                 info = DeadLetterInfo("undecodable", describe_error(exc), attempts=deliveries)
             else:
@@ -263,3 +270,8 @@ class PullConsumer:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _seconds(value: object) -> bool:
+    """A finite number of seconds (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

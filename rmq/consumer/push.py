@@ -81,6 +81,7 @@ class PushConsumer:
         self.outcomes = Outcomes(ctx, self.topic, self.group, name, self._settled, self.handling)
         self._queues: dict[str, _Queue] = {}
         self._positions = Positions()
+        self._max_body = settings.max_body_bytes
         self._ready: deque[Message] = deque()
         self._idle: deque[asyncio.Future[None]] = deque()  # one per worker waiting for work
         self._held: dict[str, dict[str, float]] = {}
@@ -270,8 +271,9 @@ class PushConsumer:
             else:
                 try:
                     msg = to_message(
-                        entry_id, fields, self.topic, queue.queue_id, self.group, stream, count
-                    )
+                        entry_id, fields, self.topic, queue.queue_id, self.group, stream, count,
+                        self._max_body,
+                    )  # fmt: skip
                 except DecodeError as exc:
                     info = self.handling.undecodable(exc)
             if info is not None:
