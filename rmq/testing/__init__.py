@@ -34,10 +34,10 @@ pytest_plugins = ["rmq.testing.fixtures"]
 """Read by pytest when it loads this module as a plugin: the fixtures come with it."""
 
 __all__ = [
-    "TEST_SETTINGS",
     "Backlog",
     "EmbeddedServer",
     "RunUntilIdle",
+    "TEST_SETTINGS",
     "backlog",
     "bind",
     "delete_namespace",
