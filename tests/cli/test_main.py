@@ -92,9 +92,9 @@ class _Ctx:
 
 def test_completion_never_fails() -> None:
     ctx = _Ctx({"redis_url": f"redis://127.0.0.1:{free_port()}/0", "topic": "orders"})
-    assert complete_topic(ctx, "") == []  # type: ignore[arg-type]
-    assert complete_group(ctx, "") == []  # type: ignore[arg-type]
-    assert complete_group(_Ctx({}), "") == []  # type: ignore[arg-type]
+    assert complete_topic(ctx, "") == []
+    assert complete_group(ctx, "") == []
+    assert complete_group(_Ctx({}), "") == []
 
 
 @pytest.mark.parametrize(
