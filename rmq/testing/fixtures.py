@@ -34,7 +34,7 @@ from .harness import bind, delete_namespace, new_namespace, server, server_kind,
 from .idle import RunUntilIdle, run_until_idle
 
 if TYPE_CHECKING:
-    from ..consumer.push import ConsumerStats
+    from ..consumer.stats import ConsumerStats
 
 __all__ = [
     "rmq_app",

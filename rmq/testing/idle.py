@@ -33,7 +33,7 @@ from ..connection import broker_error
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..consumer.push import ConsumerStats
+    from ..consumer.stats import ConsumerStats
     from ..consumer.spec import ConsumerSpec
 
 __all__ = ["Backlog", "RunUntilIdle", "backlog", "run_until_idle", "wait_until_idle"]
