@@ -33,8 +33,8 @@ from ..connection import broker_error
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..consumer.stats import ConsumerStats
     from ..consumer.spec import ConsumerSpec
+    from ..consumer.stats import ConsumerStats
 
 __all__ = ["Backlog", "RunUntilIdle", "backlog", "run_until_idle", "wait_until_idle"]
 
