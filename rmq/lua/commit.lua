@@ -13,7 +13,8 @@
 -- KEYS[8]  <ns>:{<topic>:<q>}:half:dx          zset: msg_id -> when its outcome is forgotten
 -- ARGV[1]  producer group
 -- ARGV[2]  how long an outcome is remembered, ms (so a repeated commit or rollback is answered)
--- ARGV[3]  wake channel, published when a delayed message is due sooner than anything scheduled
+-- ARGV[3]  wake channel, published (the message: KEYS[2]) when a delayed message is due sooner
+--          than anything scheduled
 -- ARGV[4..] msg_ids
 --
 -- Idempotent: a message committed before (or named twice in one call) answers with its first
@@ -99,5 +100,5 @@ for j = 4, #ARGV do
     out[#out + 1] = answers[j][2]
   end
 end
-if wake then redis.call('PUBLISH', channel, 'delay') end
+if wake then redis.call('PUBLISH', channel, KEYS[2]) end
 return out

@@ -8,7 +8,8 @@
 -- KEYS[3]  <ns>:{<topic>:<q>}:retry:<group>:p   hash: msg_id -> packed fields
 -- ARGV[1]  group
 -- ARGV[2]  consumer name: only entries this consumer still owns are retried
--- ARGV[3]  wake channel, published when a retry is due sooner than the ones already waiting
+-- ARGV[3]  wake channel, published (the message: KEYS[2]) when a retry is due sooner than
+--          the ones already waiting
 -- ARGV[4..] 2 values per entry: entry id, delay in ms
 --
 -- The retry copy keeps the original fields and msg_id, with r = retries so far (+1), o = the
@@ -59,5 +60,5 @@ for j = 4, #ARGV, 2 do
     end
   end
 end
-if wake then redis.call('PUBLISH', channel, 'retry') end
+if wake then redis.call('PUBLISH', channel, zset) end
 return out

@@ -8,7 +8,8 @@
 -- KEYS[4]  <ns>:{<topic>:<q>}:dd:<session>:d   the producer session's last delayed chunk here
 -- ARGV[1]  record ttl in ms (0 = keep no record)
 -- ARGV[2]  "1" when this chunk is a retry of a round trip whose outcome is unknown, else "0"
--- ARGV[3]  wake channel, published when a message is due sooner than anything scheduled
+-- ARGV[3]  wake channel, published (the message: KEYS[2]) when a message is due sooner than
+--          anything scheduled
 -- ARGV[4..] 8 values per message: "after" or "at", delay ms or due epoch ms, then msg_id, tag,
 --           keys, properties, flags, body
 --
@@ -59,5 +60,5 @@ for j = 4, #ARGV, 8 do
   out[#out + 1] = due
 end
 if ttl > 0 then redis.call('SET', record, cjson.encode({ARGV[6], out}), 'PX', ttl) end
-if wake then redis.call('PUBLISH', ARGV[3], 'delay') end
+if wake then redis.call('PUBLISH', ARGV[3], KEYS[2]) end
 return out

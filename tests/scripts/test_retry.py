@@ -219,7 +219,7 @@ async def test_second_retry_of_one_delivery_does_nothing(
 ) -> None:
     (entry_id,) = await delivered(client, q.stream, SIX)
     assert await retry(client, q, channel, (entry_id, 1_000)) == [1]
-    assert await wakeups.received() == ["retry"]
+    assert await wakeups.received() == [q.retry(GROUP)]
     before = await waiting(client, q)
     assert await retry(client, q, channel, (entry_id, 1)) == [0]
     assert await waiting(client, q) == before
@@ -307,13 +307,13 @@ async def test_wakes_only_when_sooner_than_the_waiting_ones(
 ) -> None:
     ids = await delivered(client, q.stream, *({**SIX, "i": f"M{n}"} for n in range(6)))
     assert await retry(client, q, channel, (ids[0], 30_000)) == [1]
-    assert await wakeups.received() == ["retry"]  # the first one waiting
+    assert await wakeups.received() == [q.retry(GROUP)]  # the first one waiting
     assert await retry(client, q, channel, (ids[1], 60_000)) == [1]
     assert await wakeups.received() == []  # later than M0
     assert await retry(client, q, channel, (ids[2], 10_000)) == [1]
-    assert await wakeups.received() == ["retry"]  # sooner than M0
+    assert await wakeups.received() == [q.retry(GROUP)]  # sooner than M0
     assert await retry(client, q, channel, (ids[3], 5_000), (ids[4], 1_000)) == [1, 1]
-    assert await wakeups.received() == ["retry"]  # once per call
+    assert await wakeups.received() == [q.retry(GROUP)]  # once per call
     assert await retry(client, q, channel, (ids[5], 1_000), consumer="c9") == [0]
     assert await wakeups.received() == []  # nothing scheduled
     assert [m for m, _ in await waiting(client, q)] == ["M4", "M3", "M2", "M0", "M1"]

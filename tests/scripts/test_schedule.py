@@ -268,7 +268,7 @@ async def test_retry_of_a_stored_chunk_returns_its_first_outcome(
     first = await schedule(
         client, q, channel, msg("A", "after", 0, "first"), msg("B", "after", 60_000, "first")
     )
-    assert await wakeups.received() == ["delay"]
+    assert await wakeups.received() == [q.delay]
     again = await schedule(
         client,
         q,
@@ -342,13 +342,13 @@ async def test_wakes_only_when_due_sooner_than_everything_scheduled(
 ) -> None:
     now = await server_ms(client)
     await schedule(client, q, channel, msg("A", "at", now + 60_000))
-    assert await wakeups.received() == ["delay"]  # the first one on the queue
+    assert await wakeups.received() == [q.delay]  # the first one on the queue
     await schedule(client, q, channel, msg("B", "at", now + 90_000))
     assert await wakeups.received() == []  # later than A
     await schedule(client, q, channel, msg("C", "at", now + 60_000))
     assert await wakeups.received() == []  # as soon as A, not sooner
     await schedule(client, q, channel, msg("D", "at", now + 30_000))
-    assert await wakeups.received() == ["delay"]  # sooner than A
+    assert await wakeups.received() == [q.delay]  # sooner than A
     await schedule(client, q, channel, msg("E", "after", 0))
     assert await wakeups.received() == []  # appended at once: nothing to promote
     await schedule(
@@ -359,7 +359,7 @@ async def test_wakes_only_when_due_sooner_than_everything_scheduled(
         msg("G", "at", now + 10_000),
         msg("H", "at", now + 95_000),
     )
-    assert await wakeups.received() == ["delay"]  # once per call
+    assert await wakeups.received() == [q.delay]  # once per call
     assert [m for m, _ in await scheduled(client, q)] == ["G", "F", "D", "A", "C", "B", "H"]
 
 
@@ -369,9 +369,9 @@ async def test_wake_compares_with_the_same_queue_only(
     q0, q1 = queue_keys(namespace, TOPIC, 0), queue_keys(namespace, TOPIC, 1)
     now = await server_ms(client)
     await schedule(client, q0, channel, msg("A", "at", now + 10_000))
-    assert await wakeups.received() == ["delay"]
+    assert await wakeups.received() == [q0.delay]
     await schedule(client, q1, channel, msg("B", "at", now + 60_000))
-    assert await wakeups.received() == ["delay"]  # q1 had nothing scheduled
+    assert await wakeups.received() == [q1.delay]  # q1 had nothing scheduled
     assert await client.zcard(q0.delay) == 1
     assert await client.zcard(q1.delay) == 1
 
@@ -382,7 +382,7 @@ async def test_wake_goes_to_the_given_channel(
     other = NamespaceKeys(namespace).wake("other-topic")
     async with subscribed(redis_url, client, other) as w:
         await schedule(client, q, other, msg("A", "after", 60_000))
-        assert await w.received() == ["delay"]
+        assert await w.received() == [q.delay]
 
 
 # ---------------------------------------------------------------------- malformed calls
