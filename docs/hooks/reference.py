@@ -7,6 +7,7 @@
   values), help text and histogram buckets.
 - `settings_reference()`: every field of `rmq.Settings`: environment variable, type, default,
   unit and the field's docstring.
+- `benchmark_results()`: the last full benchmark run (`bench/results/latest.md`).
 - `api_reference()`: a mkdocstrings page with one `::: rmq.<name>` block per name in
   `rmq.__all__`, grouped by the module that defines it.
 
@@ -21,10 +22,12 @@ import dataclasses
 import html
 import inspect
 import math
+import re
 import textwrap
 import types
 import typing
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import typer.main
@@ -420,10 +423,29 @@ def api_reference() -> str:
     return "".join(out)
 
 
+# ---------------------------------------------------------------------- benchmark results
+
+BENCH_RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "latest.md"
+
+
+def benchmark_results() -> str:
+    """The last full benchmark run, `bench/results/latest.md` (written by `make bench`), under
+    a page title of its own (its headings move one level down)."""
+    text = BENCH_RESULTS.read_text()
+    demoted = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M)
+    return (
+        "# The last full benchmark run\n\n"
+        "<!-- Generated from bench/results/latest.md at build time: do not edit. -->\n\n"
+        "`bench/results/latest.md` as `make bench` wrote it; [Performance](performance.md) "
+        "explains the figures and how to reproduce them.\n\n" + demoted
+    )
+
+
 PAGES = {
     "reference/cli.md": cli_reference,
     "reference/metrics.md": metrics_reference,
     "reference/settings.md": settings_reference,
     "reference/api.md": api_reference,
+    "benchmark-results.md": benchmark_results,
 }
 """Generated page path (under docs/) -> the function that renders it."""

@@ -67,6 +67,11 @@ def check_line(words: list[str]) -> None:
         parse_rmq(args)
     elif program.endswith("python") and args[:2] == ["-m", "rmq"]:
         parse_rmq(args[2:])
+    elif program.endswith("python") and args[:1] == ["-m"] and args[1].startswith("workers."):
+        module = args[1].removeprefix("workers.")
+        assert (ROOT / "workers" / f"{module}.py").is_file(), args[1]
+        runs = [p for p in (ROOT / "tests").rglob("test_*.py") if f'"{args[1]}"' in p.read_text()]
+        assert runs, f"no test runs python -m {args[1]}"
     elif program == "make":
         targets = re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M)
         assert args and all(a in targets for a in args), f"no make target {args}"
