@@ -42,11 +42,12 @@ $(DOCS_STAMP): pyproject.toml $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,docs]'
 	touch $(DOCS_STAMP)
 
+# NO_MKDOCS_2_WARNING: Material prints a notice about its end of life on every build.
 docs: $(DOCS_STAMP)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 docs-serve: $(DOCS_STAMP)
-	$(VENV)/bin/mkdocs serve --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --strict
 
 clean:
 	rm -rf $(VENV) dist build .mypy_cache .ruff_cache .pytest_cache

@@ -50,9 +50,19 @@ def command_lines(path: Path) -> list[list[str]]:
     return lines
 
 
+EAGER = {"--install-completion", "--show-completion", "--help"}
+"""Options whose callbacks act while parsing (typer's completion installer writes to the shell's
+rc file): only checked to exist, never parsed."""
+
+
 def parse_rmq(args: list[str]) -> Any:
     """Parse `rmq args...` down to the leaf command, as click would before invoking it."""
     command: Any = typer.main.get_command(cli_app)
+    eager = EAGER.intersection(args)
+    if eager:
+        declared = {opt for param in command.params for opt in param.opts}
+        assert eager <= declared | {"--help"}, eager
+        return None
     ctx = command.make_context("rmq", list(args))
     while hasattr(command, "commands"):
         rest = [*(getattr(ctx, "_protected_args", None) or []), *ctx.args]
@@ -119,6 +129,10 @@ def test_the_checks_catch_mistakes() -> None:
     ):
         with pytest.raises(Exception):  # noqa: B017 (click's UsageError or an assert)
             check_line(bad)
+    for bad in (["topics", "list"], ["worker", "run", "--no-such-option"]):
+        with pytest.raises(AssertionError):
+            check_reference(bad)
+    check_reference(["worker", "run", "--processes", "N"])
 
 
 @pytest.mark.parametrize("name", sorted(RUN))
@@ -131,3 +145,45 @@ def test_documented_commands_run(name: str, redis_url: str, namespace: str, tmp_
     )  # fmt: skip
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert "+ rmq topic delete orders --yes" in done.stderr  # it ran to the end
+
+
+INLINE = re.compile(r"`((?:python -m )?rmq [^`]+)`")
+PATTERN = re.compile(r"(?<![:/])\b[a-z-]+/[a-z-]+\b")
+"""`list/show/replay`: alternatives, not a command line (URLs and paths have `:` or `/` before)."""
+
+
+def check_reference(words: list[str]) -> None:
+    """`rmq topic update --retention`: the command exists and has the options named."""
+    command: Any = typer.main.get_command(cli_app)
+    options = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    rest = list(words)
+    while rest and hasattr(command, "commands") and rest[0] in command.commands:
+        command = command.commands[rest.pop(0)]
+        options |= {opt for param in command.params for opt in getattr(param, "opts", [])}
+    named = {w.split("=")[0] for w in rest if w.startswith("-")}
+    assert named <= options, f"no option {sorted(named - options)}"
+    assert not (hasattr(command, "commands") and rest and not rest[0].startswith("-")), rest
+
+
+def test_commands_quoted_in_the_text_parse() -> None:
+    """`rmq ...` quoted inline in a page parses too, or, when it only names a command (`rmq dlq
+    list`, `rmq worker run --processes N`), that command and its options exist. Patterns with
+    `|`, `...`, `<placeholders>` or `a/b` alternatives are prose."""
+    from tests.docs.conftest import pages
+
+    checked, failures = 0, []
+    for page in pages():
+        for quoted in INLINE.findall(page.read_text()):
+            if any(mark in quoted for mark in ("|", "...", "<", "[")) or PATTERN.search(quoted):
+                continue
+            words = shlex.split(quoted)
+            try:
+                check_line(words)
+            except Exception as exc:
+                try:  # not a whole command line: a reference to a command and its options
+                    check_reference(words[words.index("rmq") + 1 :])
+                except AssertionError as missing:
+                    failures.append(f"{page.name}: {quoted!r}: {exc}; {missing}")
+            checked += 1
+    assert not failures, "\n".join(failures)
+    assert checked > 20
