@@ -52,18 +52,24 @@ GENERATED = (
 )
 
 
+def _escape(text: str) -> str:
+    """Escape `<`, `>` and `&` outside `code spans` (Markdown escapes them inside)."""
+    parts = text.split("`")
+    return "`".join(p if i % 2 else html.escape(p, quote=False) for i, p in enumerate(parts))
+
+
 def _cell(text: str) -> str:
     """Plain text made safe for a Markdown table cell (no HTML, no column breaks)."""
-    return html.escape(" ".join(text.split()), quote=False).replace("|", "\\|")
+    return _escape(" ".join(text.split())).replace("|", "\\|")
 
 
 def _code(text: str) -> str:
-    """Inline code for a table cell."""
-    return f"`{text.replace('|', chr(92) + '|')}`"
+    """Inline code for a table cell (a `|` inside backticks does not split the cell)."""
+    return f"`{text}`"
 
 
 def _paragraphs(text: str) -> str:
-    return html.escape(inspect.cleandoc(text), quote=False)
+    return _escape(inspect.cleandoc(text))
 
 
 # ---------------------------------------------------------------------- CLI
@@ -364,11 +370,12 @@ def settings_reference() -> str:
             lead = "" if section is None else "\n"
             section = row.section
             out.append(f"{lead}## {section or 'Other'}\n\n")
-            out.append("| setting | environment | type | default | unit | meaning |\n")
-            out.append("| --- | --- | --- | --- | --- | --- |\n")
+            out.append("| setting and environment variable | type | default | meaning |\n")
+            out.append("| --- | --- | --- | --- |\n")
+        kind = f"{row.type}, {row.unit}" if row.unit else row.type
         out.append(
-            f"| `{row.name}` | `{row.env}` | {_cell(row.type)} | {_cell(row.default)} | "
-            f"{row.unit} | {_cell(row.help)} |\n"
+            f"| `{row.name}`<br>`{row.env}` | {_cell(kind)} | {_cell(row.default)} | "
+            f"{_cell(row.help)} |\n"
         )
     return "".join(out)
 

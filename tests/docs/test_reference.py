@@ -49,7 +49,7 @@ def test_settings_reference_lists_every_field_with_env_default_unit_and_meaning(
         assert row.env == rmq.Settings.env_var(row.name)
         assert row.help, f"Settings.{row.name} has no docstring (rmq/settings.py)"
         assert row.section
-        assert f"| `{row.name}` | `{row.env}` |" in page
+        assert f"| `{row.name}`<br>`{row.env}` |" in page
     assert rows["visibility_timeout"].unit == "seconds"
     assert rows["visibility_timeout"].default == "30"
     assert rows["retention"].default == "259200 (3 d)"
