@@ -62,14 +62,18 @@ async def main() -> None:
         letters = await dlq.entries(limit=50)  # oldest first; .message is the decoded message
         for letter in letters:
             print(letter.msg_id, letter.reason, letter.attempts, letter.error)
-        # 01A2...C8F rejected: unknown currency 1
+        # 01A2...C8F rejected 1 unknown currency
         # 01A2...C91 max_retries 3 ValueError: cannot parse
         replayed = await dlq.replay(letters[:1], to="group")  # this group only, fresh retries
         await dlq.replay(to="topic")  # all the rest, to every group of the topic
         await dlq.purge()  # or purge(letters) for some, purge_older_than(7 * 86400) by age
         # --8<-- [end:dlq]
         reasons = sorted(letter.reason for letter in letters)
-        assert reasons == ["max_retries", "rejected: unknown currency"], reasons
+        assert reasons == ["max_retries", "rejected"], reasons
+        assert {letter.error for letter in letters} == {
+            "unknown currency",
+            "ValueError: cannot parse",
+        }
         assert len(replayed) == 1 and await dlq.count() == 0
 
 
