@@ -40,5 +40,21 @@ demo: install
 bench: install
 	$(PY) bench/run_all.py
 
+# The documentation site: docs/ + mkdocs.yml, built in strict mode (a warning or a broken link
+# fails); the CLI, metrics and settings references are generated from the code at build time.
+.PHONY: docs docs-serve
+DOCS_STAMP := $(VENV)/.docs-installed-stamp
+
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
+	touch $(DOCS_STAMP)
+
+# NO_MKDOCS_2_WARNING: Material prints a notice about its end of life on every build.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --strict
+
 clean:
 	rm -rf $(VENV) dist build *.egg-info .mypy_cache .ruff_cache .pytest_cache

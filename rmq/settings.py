@@ -50,30 +50,49 @@ class Settings:
 
     # Connection
     redis_url: str = "redis://localhost:6379/0"
+    """`redis://`, `rediss://` (TLS) or `unix://`, with an ACL user and password if needed (never
+    printed)."""
     namespace: str = "rmq"
+    """Prefix of every key, so several applications can share one Redis."""
     app_name: str = "app"
     """Names this application in broadcasting instance ids (`<host>:<app_name>:<n>`)."""
     connect_timeout: float = 5.0
+    """How long opening a connection to Redis may take."""
     socket_timeout: float = 10.0
+    """How long a command waits for Redis's reply (longer than `block_seconds`)."""
     max_connections: int = 64
+    """Most connections of each of the app's connection pools."""
     startup_timeout: float = 10.0
     """How long `async with app` keeps retrying an unreachable Redis before `BrokerUnavailable`."""
     backoff_base: float = 0.05
+    """First delay of the jittered exponential backoff after a transient Redis error."""
     backoff_cap: float = 2.0
+    """Longest delay of that backoff."""
 
     # Topics and messages
     default_queues: int = 4
+    """Queues of a topic created on first send (RocketMQ's defaultTopicQueueNums)."""
     strict_topics: bool = False
+    """Never create a topic on first use: sending to or consuming a missing one raises
+    `TopicNotFound` (create it with `rmq topic create`)."""
     max_body_bytes: int = 4 * 1024 * 1024
+    """Largest encoded body, checked before compression (`MessageTooLarge`)."""
     max_properties_bytes: int = 32 * 1024
+    """Largest encoded properties of one message."""
     compress_threshold: int = 4 * 1024
+    """Bodies of this many bytes or more are zlib-compressed (0: never)."""
 
     # Producer
     send_timeout: float = 3.0
+    """Time budget of one send, retries included (RocketMQ's sendMsgTimeout)."""
     send_retries: int = 2
+    """Retries of a failed send round trip within `send_timeout`."""
     dedup_window: float = 30.0
+    """How long a retried send (or a repeated commit) is recognised and not stored twice."""
     max_batch_messages: int = 500
+    """Most messages in one `send_batch` (and in one send script call)."""
     max_pending_sends: int = 10_000
+    """Most messages waiting for a round trip; then `send` waits and `send_async` raises."""
     max_delay: float = 7 * 24 * 3600.0
     """The furthest a delayed message may be scheduled, in seconds (7 days)."""
 
@@ -87,22 +106,32 @@ class Settings:
 
     # Consumers
     concurrency: int = 20
+    """Handlers of one consumer running at once (a consumer's `concurrency=` wins)."""
     prefetch: int = 1000
+    """Messages a consumer buffers ahead of its handlers (flow control)."""
     fetch_batch: int = 32
+    """First XREADGROUP COUNT per queue; grows up to 8x while reads come back full."""
     block_seconds: float = 2.0
+    """XREADGROUP BLOCK: how long one read waits for new messages."""
     visibility_timeout: float = 30.0
+    """Idle time after which another consumer claims a delivered message (XAUTOCLAIM)."""
     claim_interval: float = 5.0
+    """How often consumers look for messages to claim."""
     shutdown_grace: float = 30.0
+    """How long a stopping worker lets running handlers finish."""
     promote_batch: int = 250
     """Most delayed messages or retries one promote script call moves (bounds its run time)."""
     promote_max_sleep: float = 1.0
     """Longest a promoter sleeps without a wake-up (covers a lost pub/sub connection)."""
     promote_min_sleep: float = 0.002
+    """Shortest promoter sleep between two promote calls."""
     lease_ttl: float = 10.0
     """Orderly queue leases and member heartbeats expire after this long without renewal."""
     rebalance_interval: float = 2.0
     """How often orderly members heartbeat, renew leases and recompute their queues."""
     instance_id: str | None = None
+    """Broadcasting instance id (e.g. a pod name); unset: a `<host>:<app_name>:<n>` slot is
+    claimed."""
 
     # Retention
     retention: float = 72 * 3600.0
@@ -126,6 +155,7 @@ class Settings:
     restart_delay: float = 1.0
     """First delay before the runner restarts a crashed worker process; doubles per crash."""
     restart_delay_cap: float = 30.0
+    """Longest delay before the runner restarts a crashed worker process."""
 
     _env_names: typing.ClassVar[dict[str, str]] = {}
 

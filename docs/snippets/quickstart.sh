@@ -1,0 +1,2 @@
+python quickstart.py              # sends three orders
+rmq worker run quickstart:app     # bills them; Ctrl-C drains and exits
