@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import typer.main
+from prometheus_client import Counter, Gauge, Histogram
 
 import rmq
 from rmq import errors, metrics
@@ -193,11 +194,8 @@ def metric_rows() -> list[MetricRow]:
     """Every metric rmq exposes, in-process ones first, in definition order."""
     rows: list[MetricRow] = []
     for value in vars(metrics).values():
-        kind = {
-            metrics.Counter: "counter",
-            metrics.Histogram: "histogram",
-            metrics.Gauge: "gauge",
-        }.get(type(value))
+        kinds: dict[type, str] = {Counter: "counter", Histogram: "histogram", Gauge: "gauge"}
+        kind = kinds.get(type(value))
         if kind is None:
             continue
         name = value._name + ("_total" if kind == "counter" else "")
