@@ -16,11 +16,12 @@ from anyio.abc import TaskStatus
 
 from .admin import Admin, Position, QueueReset
 from .consumer.broadcast import BroadcastConsumer
-from .consumer.inbound import Positions
+from .consumer.inbound import GroupDeclaration, Positions, declare_groups
 from .consumer.orderly import OrderlyConsumer
-from .consumer.promoter import Promoter
 from .consumer.pull import PullConsumer
 from .consumer.push import PushConsumer
+from .consumer.runtime import PushRuntime
+from .consumer.scheduler import Scheduler
 from .consumer.spec import (
     AllocateStrategy,
     ConsumeMode,
@@ -79,8 +80,6 @@ class App:
         self._default_producer = self.producer()
         self._consumers: list[ConsumerRuntime] = []
         self._stop_requested: anyio.Event | None = None
-        self._promoters: list[Promoter] = []
-        self._trimmers: list[Trimmer] = []
         self._pull_consumers = 0
         self._pull_positions: dict[tuple[str, str], Positions] = {}
 
@@ -235,15 +234,17 @@ class App:
                     await ctx.conn.close()
 
     async def declare(self) -> None:
-        """Create the topics (unless strict) and groups of every registered consumer."""
+        """Create the topics (unless strict) and groups of every registered consumer, in a few
+        round trips whatever their number."""
         ctx = self.context
+        declarations: list[GroupDeclaration] = []
         for spec in self._specs:
             if spec.model == "broadcasting":
                 await ctx.topics.ensure(spec.topic)
-            elif spec.mode == "orderly":
-                await OrderlyConsumer(ctx, spec, self.name).declare()
             else:
-                await PushConsumer(ctx, spec, self.name).declare()
+                retries = spec.mode == "concurrently"
+                declarations.append((spec.topic, spec.group, spec.start, retries, None))
+        await declare_groups(ctx, declarations)
 
     # ------------------------------------------------------------------ producing
 
@@ -434,22 +435,25 @@ class App:
         assert self._stop_requested is not None
         ctx = self.context
         self._consumers = [_runtime(ctx, spec, self.name) for spec in self._specs]
+        push = [c for c in self._consumers if isinstance(c, PushConsumer)]
+        others = [c for c in self._consumers if not isinstance(c, PushConsumer)]
         groups_by_topic: dict[str, list[str]] = {}
         for spec in self._specs:
             retries = spec.mode == "concurrently" and spec.model == "clustering"
             groups_by_topic.setdefault(spec.topic, []).extend([spec.group] if retries else [])
-        self._promoters = [Promoter(ctx, t, groups) for t, groups in groups_by_topic.items()]
-        self._trimmers = [Trimmer(ctx, topic) for topic in groups_by_topic]
+        self.scheduler = Scheduler(ctx, groups_by_topic)
+        self.trimmer = Trimmer(ctx, list(groups_by_topic))
+        self.push_runtime = PushRuntime(ctx, push)
         checkbacks = [CheckBack(ctx, group, fn) for group, fn in self._checkers.items()]
-        async with anyio.create_task_group() as promoters:
-            for promoter in self._promoters:
-                await promoters.start(promoter.run)
-            for trimmer in self._trimmers:
-                await promoters.start(trimmer.run)
+        async with anyio.create_task_group() as services:
+            await services.start(self.scheduler.run)
+            await services.start(self.trimmer.run)
             for checkback in checkbacks:
-                await promoters.start(checkback.run)
+                await services.start(checkback.run)
             async with anyio.create_task_group() as tg:
-                for consumer in self._consumers:
+                if push:
+                    await tg.start(self.push_runtime.run)
+                for consumer in others:
                     await tg.start(consumer.run)
                 log.info(
                     "worker %s consuming %s from %s",
@@ -464,9 +468,10 @@ class App:
                     "stopping: finishing in-flight messages (grace %.0fs)",
                     self.settings.shutdown_grace,
                 )
-                for consumer in self._consumers:
+                self.push_runtime.stop()
+                for consumer in others:
                     consumer.stop()
-            promoters.cancel_scope.cancel()
+            services.cancel_scope.cancel()
 
     async def _watch_signals(self, signals: AsyncIterator[int], force: anyio.CancelScope) -> None:
         seen = 0

@@ -6,9 +6,10 @@ promise more: trimming never removes an entry a subscribed group has not acknowl
 cap (`retention_max_len`, `retention_max_age`) is set; then the cap wins and every entry it removes
 unacknowledged is counted and logged.
 
-Workers run a `Trimmer` per consumed topic (next to the promoters): every `trim_interval` seconds
-(with jitter, so workers do not trim in step) it calls the script once per queue, all queues in one
-pipeline, and again for the queues whose call stopped at `trim_batch` entries. Any number of
+Workers run one `Trimmer` for the topics they consume (next to the scheduler): every
+`trim_interval` seconds (with jitter, so workers do not trim in step, and the topics spread over
+the interval) it calls the script once per queue of each topic, all queues in one pipeline, and
+again for the queues whose call stopped at `trim_batch` entries. Any number of
 trimmers may run: the script is atomic and idempotent. `Admin.trim` (`rmq topic trim`) runs the
 same calls on demand, with a dry run.
 """
@@ -156,39 +157,54 @@ def _add(total: StreamTrim, row: list[Any]) -> bool:
 
 
 class Trimmer:
-    """Trims the queues of `topic` every `trim_interval` seconds until cancelled."""
+    """Trims the queues of `topics` every `trim_interval` seconds until cancelled: one loop for
+    all of them, the topics spread evenly over the interval."""
 
-    def __init__(self, ctx: Context, topic: str) -> None:
+    def __init__(self, ctx: Context, topics: str | list[str]) -> None:
         self.ctx = ctx
-        self.topic = topic
+        self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.removed = 0
         self.removed_unacked = 0
         self.dead_letters_removed = 0
         self.rounds = 0
+        """Topics trimmed (a topic's trim counts once per pass)."""
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Trim until cancelled; errors are logged and the next interval tries again."""
+        """Trim until cancelled; errors are logged and the topic is tried again next round."""
         interval = self.ctx.settings.trim_interval
         task_status.started()
+        if not self.topics:
+            return
         await anyio.sleep(random.uniform(0.1, 1.0) * interval)  # workers started together spread
         while True:
-            try:
-                await self.trim_once()
-            except Exception as exc:
-                level = logging.WARNING if is_transient(exc) else logging.ERROR
-                log.log(level, "trimming %s failed (retrying in %.0fs): %r", self.topic,
-                        interval, exc)  # fmt: skip
-            await anyio.sleep(random.uniform(0.8, 1.2) * interval)
+            pause = random.uniform(0.8, 1.2) * interval / len(self.topics)
+            for topic in self.topics:
+                try:
+                    await self.trim_topic(topic)
+                except Exception as exc:
+                    level = logging.WARNING if is_transient(exc) else logging.ERROR
+                    log.log(level, "trimming %s failed (retrying in %.0fs): %r", topic,
+                            interval, exc)  # fmt: skip
+                else:
+                    self.rounds += 1
+                await anyio.sleep(pause)
 
     async def trim_once(self) -> list[StreamTrim]:
-        """Trim every queue of the topic once (nothing when the topic does not exist)."""
+        """Trim every queue of every topic once (nothing for a topic that does not exist)."""
+        rows: list[StreamTrim] = []
+        for topic in self.topics:
+            rows += await self.trim_topic(topic)
+            self.rounds += 1
+        return rows
+
+    async def trim_topic(self, topic: str) -> list[StreamTrim]:
+        """Trim every queue of `topic` once (nothing when the topic does not exist)."""
         ctx = self.ctx
-        info = await ctx.topics.get(self.topic)
+        info = await ctx.topics.get(topic)
         if info is None:
             return []
-        groups = await topic_groups(ctx, self.topic)
+        groups = await topic_groups(ctx, topic)
         rows = await trim_topic(ctx, info, groups)
-        self.rounds += 1
         removed = sum(r.removed for r in rows)
         self.removed += removed
         unacked = 0
@@ -197,17 +213,15 @@ class Trimmer:
                 unacked += row.removed_unacked
                 log.warning(
                     "retention cap removed %d unacknowledged entries of %s[%d] %s",
-                    row.removed_unacked, self.topic, row.queue_id, row.stream,
+                    row.removed_unacked, topic, row.queue_id, row.stream,
                 )  # fmt: skip
         self.removed_unacked += unacked
         dead = 0
         dlq_retention = policy(ctx.settings, info).dlq_retention
         if dlq_retention is not None:
-            dead = await trim_dead_letters(
-                ctx, self.topic, range(info.queues), groups, dlq_retention
-            )
+            dead = await trim_dead_letters(ctx, topic, range(info.queues), groups, dlq_retention)
             self.dead_letters_removed += dead
         if removed or dead:
-            metrics.trimmed(self.topic, removed, unacked, dead)
-            log.debug("trimmed %d entries and %d dead letters of %s", removed, dead, self.topic)
+            metrics.trimmed(topic, removed, unacked, dead)
+            log.debug("trimmed %d entries and %d dead letters of %s", removed, dead, topic)
         return rows

@@ -115,16 +115,21 @@ class Settings:
     """XREADGROUP BLOCK: how long one read waits for new messages."""
     visibility_timeout: float = 30.0
     """Idle time after which another consumer claims a delivered message (XAUTOCLAIM)."""
-    claim_interval: float = 5.0
-    """How often consumers look for messages to claim."""
+    claim_interval: float = 2.0
+    """How often consumers look for messages to claim where other consumers hold some (a stream
+    where no other consumer holds anything is looked at once per visibility timeout)."""
+    read_lanes: int = 4
+    """Most reading connections a worker keeps per Redis node: one per consumer group up to
+    this many groups; beyond, the last one reads every other group's streams (a doorbell)."""
     shutdown_grace: float = 30.0
     """How long a stopping worker lets running handlers finish."""
     promote_batch: int = 250
     """Most delayed messages or retries one promote script call moves (bounds its run time)."""
     promote_max_sleep: float = 1.0
-    """Longest a promoter sleeps without a wake-up (covers a lost pub/sub connection)."""
+    """Longest the scheduler sleeps without a wake-up while its subscription is down (while it
+    is up, a safety sweep runs every 30 times this)."""
     promote_min_sleep: float = 0.002
-    """Shortest promoter sleep between two promote calls."""
+    """Shortest pause between two promotion rounds (due messages are moved in batches)."""
     lease_ttl: float = 10.0
     """Orderly queue leases and member heartbeats expire after this long without renewal."""
     rebalance_interval: float = 2.0
@@ -169,7 +174,8 @@ class Settings:
         positive = (
             "connect_timeout", "socket_timeout", "max_connections", "default_queues",
             "max_body_bytes", "send_timeout", "dedup_window", "max_batch_messages",
-            "max_pending_sends", "concurrency", "prefetch", "fetch_batch", "block_seconds",
+            "max_pending_sends", "concurrency", "prefetch", "fetch_batch", "read_lanes",
+            "block_seconds",
             "visibility_timeout", "claim_interval", "backoff_base", "backoff_cap",
             "max_properties_bytes", "max_delay", "promote_batch", "promote_max_sleep",
             "promote_min_sleep", "lease_ttl", "rebalance_interval", "heartbeat_interval",

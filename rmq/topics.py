@@ -23,6 +23,7 @@ __all__ = ["TopicInfo", "Topics"]
 
 MAX_QUEUES = 1024
 _REFRESH_SECONDS = 30.0
+_CHUNK = 1000
 
 
 RETENTION_FIELDS = ("retention", "retention_max_len", "retention_max_age", "dlq_retention")
@@ -142,6 +143,55 @@ class Topics:
                 f"create it first (rmq topic create {topic})"
             )
         return await self.create(topic, self._conn.settings.default_queues)
+
+    async def ensure_many(self, topics: list[str]) -> dict[str, TopicInfo]:
+        """`ensure` for many topics in a few round trips (one HMGET per chunk, the missing ones
+        created together)."""
+        out: dict[str, TopicInfo] = {}
+        now = time.monotonic()
+        wanted = []
+        for topic in dict.fromkeys(topics):
+            hit = self._cache.get(topic)
+            if hit is not None and now - hit[1] < _REFRESH_SECONDS:
+                out[topic] = hit[0]
+            else:
+                wanted.append(validate_topic(topic))
+        missing = await self._read_many(wanted, out)
+        if missing:
+            if self._conn.settings.strict_topics:
+                raise TopicNotFound(
+                    f"topic {missing[0]!r} does not exist and strict_topics is on; "
+                    f"create it first (rmq topic create {missing[0]})"
+                )
+            created_ms = int(time.time() * 1000)
+            default = self._conn.settings.default_queues
+            for start in range(0, len(missing), _CHUNK):
+                pipe = self._conn.commands.pipeline(transaction=False)
+                for topic in missing[start : start + _CHUNK]:
+                    info = TopicInfo(topic, default, created_ms)
+                    pipe.hsetnx(self._keys.topics, topic, info.to_json())
+                await pipe.execute()
+            still = await self._read_many(missing, out)
+            if still:  # deleted between the two calls: one by one
+                for topic in still:
+                    out[topic] = await self.ensure(topic)
+        return out
+
+    async def _read_many(self, topics: list[str], out: dict[str, TopicInfo]) -> list[str]:
+        """Read `topics` into `out` (and the cache); return the ones that do not exist."""
+        missing: list[str] = []
+        now = time.monotonic()
+        for start in range(0, len(topics), _CHUNK):
+            chunk = topics[start : start + _CHUNK]
+            raws = await self._conn.commands.hmget(self._keys.topics, chunk)
+            for topic, raw in zip(chunk, raws, strict=True):
+                if raw is None:
+                    missing.append(topic)
+                    continue
+                info = TopicInfo.from_json(topic, raw)
+                self._cache[topic] = (info, now)
+                out[topic] = info
+        return missing
 
     async def create(self, topic: str, queues: int, **retention: float | None) -> TopicInfo:
         """Create `topic` with `queues` queues unless it exists; return the stored metadata.

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 import rmq
-from rmq.consumer.promoter import Promoter
+from rmq.consumer.scheduler import Scheduler
 from rmq.keys import NamespaceKeys
 from rmq.scripts import Scripts
 from tests.helpers import running, wait_until
@@ -182,10 +182,11 @@ async def test_many_due_at_once_are_promoted_in_bounded_batches(
         assert client.zcard(queue.delay) == total
         client.zunionstore(queue.delay, {queue.delay: 0})  # every score 0: all due right now
         client.slowlog_reset()
-        promoter = Promoter(app.context, "flood", [])
+        scheduler = Scheduler(app.context, {"flood": []})
+        await scheduler.load()
         wire = app.context.conn.wires()
         rounds = 0
-        while await promoter.promote_once(wire) == 0 or promoter.promoted < total:
+        while await scheduler.promote_due(wire) == 0 or scheduler.promoted < total:
             rounds += 1
             assert rounds < 2 * total // batch, "promotion makes progress in bounded batches"
         await wire.close()

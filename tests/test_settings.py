@@ -39,7 +39,8 @@ def test_defaults() -> None:
     assert s.fetch_batch == 32
     assert s.block_seconds == 2.0
     assert s.visibility_timeout == 30.0
-    assert s.claim_interval == 5.0
+    assert s.claim_interval == 2.0
+    assert s.read_lanes == 4
     assert s.shutdown_grace == 30.0
     assert s.instance_id is None
 
@@ -99,6 +100,7 @@ def test_every_field_is_settable_from_env() -> None:
         "RMQ_BLOCK_SECONDS": "0.25",
         "RMQ_VISIBILITY_TIMEOUT": "12.5",
         "RMQ_CLAIM_INTERVAL": "1",
+        "RMQ_READ_LANES": "2",
         "RMQ_SHUTDOWN_GRACE": "0",
         "RMQ_PROMOTE_BATCH": "100",
         "RMQ_PROMOTE_MAX_SLEEP": "0.5",
@@ -148,6 +150,7 @@ def test_every_field_is_settable_from_env() -> None:
         block_seconds=0.25,
         visibility_timeout=12.5,
         claim_interval=1.0,
+        read_lanes=2,
         shutdown_grace=0.0,
         promote_batch=100,
         promote_max_sleep=0.5,

@@ -16,7 +16,9 @@ from ..message import Message
 from ..topics import TopicInfo
 from .spec import StartPosition, start_argument
 
-__all__ = ["Positions", "dead_letter", "declare_group", "to_message"]
+__all__ = [
+    "GroupDeclaration", "Positions", "dead_letter", "declare_group", "declare_groups", "to_message",
+]  # fmt: skip
 
 log = logging.getLogger("rmq.consumer")
 
@@ -112,6 +114,11 @@ class Positions:
         return f"after:{last[0]}-{last[1]}" if last else "first"
 
 
+GroupDeclaration = tuple[str, str, StartPosition, bool, Positions | None]
+"""(topic, group, start, with the group's retry streams, re-creating from these positions)."""
+_CHUNK = 2000
+
+
 async def declare_group(
     ctx: Context,
     topic: str,
@@ -127,21 +134,35 @@ async def declare_group(
     the group is being re-created (it vanished): each queue from the last entry this consumer saw
     there, instead of `start`.
     """
-    info = await ctx.topics.ensure(topic)
-    begin = start_argument(start)
+    (info,) = await declare_groups(ctx, [(topic, group, start, retry_streams, again)])
+    return info
+
+
+async def declare_groups(ctx: Context, declarations: list[GroupDeclaration]) -> list[TopicInfo]:
+    """`declare_group` for many groups, in a few round trips whatever their number: the topics
+    are read (and created) together, then every group's declarations are pipelined."""
+    infos = await ctx.topics.ensure_many([d[0] for d in declarations])
     calls = ctx.calls
     declares = []
-    for q in range(info.queues):
-        queue = calls.queue(topic, q)
-        first = begin if again is None else again.start(queue.stream)
-        declares.append(calls.declare_group(queue.stream, group, first))
-        if retry_streams:
-            declares.append(calls.declare_group(queue.retry_stream(group), group, "first"))
-    subscribe = ("SADD", ctx.keys.topic_groups(topic), group)
-    commands = [*(c.command for c in declares), subscribe]
-    replies = await ctx.conn.scripts.pipeline(ctx.conn.commands, commands)
+    commands: list[tuple[Any, ...]] = []
+    for topic, group, start, retry_streams, again in declarations:
+        begin = start_argument(start)
+        for q in range(infos[topic].queues):
+            queue = calls.queue(topic, q)
+            first = begin if again is None else again.start(queue.stream)
+            declares.append(calls.declare_group(queue.stream, group, first))
+            if retry_streams:
+                declares.append(calls.declare_group(queue.retry_stream(group), group, "first"))
+        commands.append(("SADD", ctx.keys.topic_groups(topic), group))
+    commands = [*(c.command for c in declares), *commands]
+    replies: list[Any] = []
+    for start_at in range(0, len(commands), _CHUNK):
+        replies += await ctx.conn.scripts.pipeline(
+            ctx.conn.commands, commands[start_at : start_at + _CHUNK]
+        )
     for call, reply in zip(declares, replies, strict=False):
         call.result(reply)
-    if isinstance(replies[-1], BaseException):
-        raise broker_error(replies[-1], f"declaring group {group!r} on {topic!r}")
-    return info
+    for reply in replies[len(declares) :]:
+        if isinstance(reply, BaseException):
+            raise broker_error(reply, "subscribing groups to their topics")
+    return [infos[d[0]] for d in declarations]

@@ -1,10 +1,11 @@
 """What happened to delivered entries, written to Redis in one round trip per flush.
 
-Handlers finish at their own pace; their outcomes queue up here and one task writes them: one
-XACK per stream for the successes, one `retry` script call per stream for the failures to try
-again, one `dead_letter` call per message that gives up. Every write is idempotent (an entry that is
-no longer pending is left alone), so a flush interrupted by a lost connection is simply repeated,
-and a flush interrupted by shutdown keeps its outcomes for the final, shielded flush.
+Handlers finish at their own pace; their outcomes queue up in each consumer's `Outcomes`, and one
+`OutcomeWriter` per app writes the outcomes of every consumer together: one XACK per stream for
+the successes, one `retry` script call per stream for the failures to try again, one
+`dead_letter` call per message that gives up. Every write is idempotent (an entry that is no
+longer pending is left alone), so a flush interrupted by a lost connection is simply repeated, and
+a flush interrupted by shutdown keeps its outcomes for the final, shielded flush.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..dlq import DeadLetterInfo
 from ..router import WireSet
 from .handling import Handling
 
-__all__ = ["Outcomes"]
+__all__ = ["OutcomeWriter", "Outcomes"]
 
 log = logging.getLogger("rmq.consumer")
 
@@ -47,46 +48,19 @@ class _Pending:
         self.dead.extend(other.dead)
 
 
-class Outcomes:
-    """Buffers acks, retries and dead letters of one consumer and writes them in batches."""
+class OutcomeWriter:
+    """Writes the recorded outcomes of many consumers, in one round trip per flush."""
 
-    def __init__(
-        self, ctx: Context, topic: str, group: str, consumer: str, settled: Settled,
-        handling: Handling,
-    ) -> None:  # fmt: skip
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.topic = topic
-        self.group = group
-        self.consumer = consumer
-        self.handling = handling
-        self._settled = settled
-        self._pending = _Pending()
+        self._dirty: dict[Outcomes, None] = {}
         self._wakeup = asyncio.Event()
         self._wire: WireSet | None = None
 
-    # ------------------------------------------------------------------ recording
-
-    def ack(self, stream: str, offset: str) -> None:
-        acks = self._pending.acks.get(stream)
-        if acks is None:
-            self._pending.acks[stream] = [offset]
-        else:
-            acks.append(offset)
+    def mark(self, outcomes: Outcomes) -> None:
+        """`outcomes` has something to write."""
+        self._dirty[outcomes] = None
         self._wakeup.set()
-
-    def ack_many(self, stream: str, offsets: list[str]) -> None:
-        self._pending.acks.setdefault(stream, []).extend(offsets)
-        self._wakeup.set()
-
-    def retry(self, stream: str, queue_id: int, offset: str, delay_ms: int) -> None:
-        self._pending.retries.setdefault((stream, queue_id), []).append((offset, delay_ms))
-        self._wakeup.set()
-
-    def dead_letter(self, stream: str, queue_id: int, offset: str, info: DeadLetterInfo) -> None:
-        self._pending.dead.append((stream, queue_id, offset, info))
-        self._wakeup.set()
-
-    # ------------------------------------------------------------------ writing
 
     async def run(self) -> None:
         """Write outcomes as they come (cancel to stop; then call `flush` once more)."""
@@ -101,17 +75,21 @@ class Outcomes:
             self._wire = self.ctx.conn.wires()
         wire = self._wire
         timeout = self.ctx.settings.socket_timeout
-        while self._pending:
-            batch, self._pending = self._pending, _Pending()
-            commands, readers = self._commands(batch)
+        while self._dirty:
+            taken = [(o, o.take()) for o in self._dirty]
+            self._dirty = {}
+            commands: list[tuple[Any, ...]] = []
+            readers: list[Callable[[Any], None]] = []
+            for outcomes, batch in taken:
+                outcomes.commands(batch, commands, readers)
             try:
                 results = await self.ctx.conn.retry(
                     partial(wire.execute, commands, timeout), what="writing outcomes"
                 )
             except BaseException:
                 # Cancelled (shutdown) or failed: keep them for the next (shielded) flush.
-                batch.merge(self._pending)
-                self._pending = batch
+                for outcomes, batch in taken:
+                    outcomes.put_back(batch)
                 raise
             for read, result in zip(readers, results, strict=True):
                 read(result)
@@ -121,12 +99,74 @@ class Outcomes:
             await self._wire.close()
             self._wire = None
 
-    def _commands(
-        self, batch: _Pending
-    ) -> tuple[list[tuple[Any, ...]], list[Callable[[Any], None]]]:
+
+class Outcomes:
+    """Buffers acks, retries and dead letters of one consumer for the app's `OutcomeWriter`."""
+
+    def __init__(
+        self, ctx: Context, topic: str, group: str, consumer: str, settled: Settled,
+        handling: Handling, writer: OutcomeWriter | None = None,
+    ) -> None:  # fmt: skip
+        self.ctx = ctx
+        self.topic = topic
+        self.group = group
+        self.consumer = consumer
+        self.handling = handling
+        self.writer = writer or OutcomeWriter(ctx)
+        self._settled = settled
+        self._pending = _Pending()
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # ------------------------------------------------------------------ recording
+
+    def ack(self, stream: str, offset: str) -> None:
+        acks = self._pending.acks.get(stream)
+        if acks is None:
+            self._pending.acks[stream] = [offset]
+        else:
+            acks.append(offset)
+        self.writer.mark(self)
+
+    def ack_many(self, stream: str, offsets: list[str]) -> None:
+        self._pending.acks.setdefault(stream, []).extend(offsets)
+        self.writer.mark(self)
+
+    def retry(self, stream: str, queue_id: int, offset: str, delay_ms: int) -> None:
+        self._pending.retries.setdefault((stream, queue_id), []).append((offset, delay_ms))
+        self.writer.mark(self)
+
+    def dead_letter(self, stream: str, queue_id: int, offset: str, info: DeadLetterInfo) -> None:
+        self._pending.dead.append((stream, queue_id, offset, info))
+        self.writer.mark(self)
+
+    def take(self) -> _Pending:
+        """What was recorded since the last call."""
+        batch, self._pending = self._pending, _Pending()
+        return batch
+
+    def put_back(self, batch: _Pending) -> None:
+        """A batch that could not be written: written with the next flush."""
+        batch.merge(self._pending)
+        self._pending = batch
+        if batch:
+            self.writer.mark(self)
+
+    async def flush(self) -> None:
+        """Write what is recorded (through the writer, with every other consumer's)."""
+        if self._pending:
+            self.writer.mark(self)
+        await self.writer.flush()
+
+    def commands(
+        self,
+        batch: _Pending,
+        commands: list[tuple[Any, ...]],
+        readers: list[Callable[[Any], None]],
+    ) -> None:
+        """Append the writes of `batch` to `commands`, and how to read each reply to `readers`."""
         calls, topic, group = self.ctx.calls, self.topic, self.group
-        commands: list[tuple[Any, ...]] = []
-        readers: list[Callable[[Any], None]] = []
         for stream, ids in batch.acks.items():
             commands.append(("XACK", stream, group, *ids))
             readers.append(partial(self._read_ack, stream, ids))
@@ -139,7 +179,6 @@ class Outcomes:
             dead = calls.dead_letter(topic, queue_id, group, stream, offset, meta)
             commands.append(dead.command)
             readers.append(partial(self._read_dead, stream, offset, info, dead))
-        return commands, readers
 
     def _read_ack(self, stream: str, ids: list[str], result: Any) -> None:
         if isinstance(result, BaseException):

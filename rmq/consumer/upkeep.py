@@ -1,0 +1,192 @@
+"""Upkeep of every push consumer of an app, in one loop: keeping held entries from being claimed,
+claiming the entries of consumers that died, and removing long-gone consumers.
+
+- **Held entries.** An entry a handler is still working on has its idle time reset (the
+  `set_idle` script, owner checked) every third of the visibility timeout, so nobody claims it.
+- **Claims.** Every `claim_interval` the loop looks at the streams that are due: `XPENDING`
+  (summary) tells whether other consumers hold entries there. A stream where nobody else holds
+  anything cannot have a claimable entry for a whole visibility timeout (an entry must sit idle
+  that long first), so it is looked at again only then: idle topics cost a command per stream per
+  visibility timeout. Where others hold entries, `XAUTOCLAIM` takes those idle past the
+  visibility timeout, up to `CLAIM_BATCH` per call (about a millisecond of Redis time), and while
+  calls come back full it claims again at once, as long as the consumer has room: a dead worker's
+  backlog comes back at the speed handlers take it, never starving new messages, which the lanes
+  read meanwhile.
+- **Reaping.** Every `REAP_INTERVAL`, consumers idle for an hour (or ten visibility timeouts)
+  that own nothing are removed from the groups.
+
+Everything is pipelined over the app's connections to each node, whatever the number of topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import anyio
+
+from ..connection import is_transient
+from ..context import Context
+from ..router import WireSet
+from .push import PushConsumer, Source
+
+__all__ = ["CLAIM_BATCH", "REAP_INTERVAL", "Upkeep"]
+
+log = logging.getLogger("rmq.consumer")
+
+CLAIM_BATCH = 500
+"""Most entries one XAUTOCLAIM takes."""
+REAP_INTERVAL = 600.0
+_CHUNK = 2000
+"""Most commands one round trip carries."""
+
+
+class Upkeep:
+    """Claims, held-entry refreshes and reaping for `consumers`, until cancelled."""
+
+    def __init__(self, ctx: Context, consumers: list[PushConsumer]) -> None:
+        self.ctx = ctx
+        self.consumers = consumers
+        self.claimed = 0
+        self._woken = asyncio.Event()
+        self._reaped = time.monotonic()
+
+    def wake(self) -> None:
+        """A consumer has room again: claim for it now if it has more to claim."""
+        self._woken.set()
+
+    async def run(self) -> None:
+        interval = self.ctx.settings.claim_interval
+        wire = self.ctx.conn.wires()
+        try:
+            while True:
+                more = False
+                try:
+                    now = time.monotonic()
+                    await self._refresh(wire, now)
+                    more = await self._claim(wire, now)
+                    if now - self._reaped >= REAP_INTERVAL:
+                        self._reaped = now
+                        await self._reap(wire)
+                except Exception as exc:
+                    level = logging.WARNING if is_transient(exc) else logging.ERROR
+                    log.log(level, "consumer maintenance failed: %r", exc)
+                if more:
+                    await asyncio.sleep(0)
+                    continue
+                self._woken.clear()
+                with anyio.move_on_after(interval):
+                    await self._woken.wait()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await wire.close()
+
+    async def _execute(self, wire: WireSet, commands: list[tuple[Any, ...]]) -> list[Any]:
+        timeout = self.ctx.settings.socket_timeout
+        replies: list[Any] = []
+        for start in range(0, len(commands), _CHUNK):
+            replies += await wire.execute(commands[start : start + _CHUNK], timeout)
+        return replies
+
+    # ------------------------------------------------------------------ held entries
+
+    async def _refresh(self, wire: WireSet, now: float) -> None:
+        """Reset the idle time of entries still being handled, so nobody claims them."""
+        calls = self.ctx.calls
+        commands = []
+        for consumer in self.consumers:
+            for stream, stale in consumer.stale_held(now).items():
+                call = calls.set_idle(stream, consumer.group, consumer.name, 0, stale)
+                commands.append(call.command)
+        for reply in await self._execute(wire, commands):
+            if isinstance(reply, BaseException):
+                raise reply
+
+    # ------------------------------------------------------------------ claims
+
+    async def _claim(self, wire: WireSet, now: float) -> bool:
+        """Claim what is claimable on the streams due for a look; True when more is waiting."""
+        due: list[Source] = []
+        for consumer in self.consumers:
+            if consumer.room() <= 0:
+                continue
+            due += [s for s in consumer.sources if s.claim_more or s.next_check <= now]
+        if not due:
+            return False
+        visibility_of = {c: int(c.visibility * 1000) for c in self.consumers}
+        checks = [s for s in due if not s.claim_more]
+        summaries = await self._execute(
+            wire, [("XPENDING", s.stream, s.consumer.group) for s in checks]
+        )
+        claim = [s for s in due if s.claim_more]
+        for source, summary in zip(checks, summaries, strict=True):
+            if isinstance(summary, BaseException):
+                if is_transient(summary):
+                    raise summary
+                source.next_check = now + self.ctx.settings.claim_interval  # (no group yet)
+                continue
+            if _held_by_others(summary, source.consumer.name):
+                claim.append(source)
+            else:  # nothing anyone else holds can be claimable before a visibility timeout
+                source.next_check = now + source.consumer.visibility
+        if not claim:
+            return False
+        counts = [max(1, min(CLAIM_BATCH, s.consumer.room())) for s in claim]
+        commands = [
+            ("XAUTOCLAIM", s.stream, s.consumer.group, s.consumer.name, visibility_of[s.consumer],
+             s.claim_cursor, "COUNT", count)
+            for s, count in zip(claim, counts, strict=True)
+        ]  # fmt: skip
+        more = False
+        for source, count, reply in zip(claim, counts, await self._execute(wire, commands),
+                                        strict=True):  # fmt: skip
+            consumer = source.consumer
+            if isinstance(reply, BaseException):
+                source.claim_more = False
+                source.next_check = now + self.ctx.settings.claim_interval
+                if is_transient(reply):
+                    raise reply
+                continue
+            cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+            entries = list(reply[1])
+            deleted = list(reply[2]) if len(reply) > 2 else []
+            source.claim_cursor = cursor
+            source.claim_more = cursor != "0-0" or len(entries) >= count
+            source.next_check = now + self.ctx.settings.claim_interval
+            more = more or source.claim_more
+            if deleted:
+                consumer.handling.lost_payloads(source.stream, len(deleted))
+            if entries:
+                self.claimed += len(entries)
+                consumer.handling.reclaimed(len(entries))
+                log.info("%s: claimed %d idle entries of %s", consumer.spec.name, len(entries),
+                         source.stream)  # fmt: skip
+                await consumer.accept(source, entries, redelivered=True)
+        return more
+
+    # ------------------------------------------------------------------ reaping
+
+    async def _reap(self, wire: WireSet) -> None:
+        calls = self.ctx.calls
+        commands = []
+        for consumer in self.consumers:
+            min_idle = int(max(3600.0, consumer.visibility * 10) * 1000)
+            for source in consumer.sources:
+                reap = calls.reap_consumers(source.stream, consumer.group, min_idle, consumer.name)
+                commands.append(reap.command)
+        await self._execute(wire, commands)
+
+
+def _held_by_others(summary: Any, me: str) -> bool:
+    """Whether an XPENDING summary ([count, min, max, [[consumer, count], ...]]) shows entries
+    pending for a consumer other than `me`."""
+    total = int(summary[0] or 0)
+    if not total:
+        return False
+    mine = 0
+    for name, count in summary[3] or ():
+        if (name.decode() if isinstance(name, bytes) else str(name)) == me:
+            mine = int(count)
+    return total > mine
