@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -342,3 +343,26 @@ def test_the_compose_producer_serves_its_publish_metrics(redis_url: str, namespa
                 proc.kill()
             assert proc.stdout is not None
             proc.stdout.close()
+
+
+def test_the_readme_producer_snippet_runs(redis_url: str, namespace: str) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("The producer metrics of a process that sends but does not consume:")[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "snippet not found"
+    port = free_port()
+    probe = (
+        "import urllib.request\n"
+        f"print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RMQ_")}
+    env.update(RMQ_REDIS_URL=redis_url, RMQ_NAMESPACE=namespace)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-c", match.group(1).replace("9464", str(port)) + probe],
+        env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    got = Reply(200, {"content-type": "text/plain"}, result.stdout.encode()).samples()
+    assert got[("rmq_messages_published_total", (("status", "ok"), ("topic", "orders")))] == 3
+    assert got[("rmq_messages_published_total", (("status", "error"), ("topic", "orders")))] == 0
