@@ -227,6 +227,10 @@ BUILD_INFO = (
     ("version", "python"),
 )
 
+_STATE_METRICS = {**STATE_GAUGES, BUILD_INFO[0]: BUILD_INFO[1:]}
+"""The Redis-state gauges plus `rmq_build_info` (the older table, read by the docs' reference
+generator); use `STATE_GAUGES` and `BUILD_INFO`."""
+
 METRIC_NAMES: frozenset[str] = frozenset(
     {
         "rmq_messages_published_total", "rmq_publish_duration_seconds",
