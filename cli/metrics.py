@@ -9,11 +9,12 @@ from typing import Annotated
 import anyio
 import typer
 
-from rmq import metrics
 from rmq.context import Context
 from rmq.errors import BrokerUnavailable, RMQError
-from rmq.httpserver import Response, serve, text
+from rmq.httpserver import Response, Route, serve, text
 from rmq.logging import configure
+from rmq.metrics_export import Exposition
+from rmq.metrics_state import StateCollector
 from rmq.settings import Settings
 
 from .options import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE
@@ -25,17 +26,14 @@ app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
 async def _serve(settings: Settings, bind: str, port: int) -> None:
     ctx = Context.create(settings, client_name="rmq:exporter")
     await ctx.conn.open()
-    state = metrics.StateCollector(ctx)
-
-    async def metrics_route() -> Response:
-        return 200, metrics.CONTENT_TYPE, await metrics.render(state, local=False)
+    exposition = Exposition(state=StateCollector(ctx), in_process=False)
 
     async def healthz() -> Response:
         return text(200, "ok\n")
 
     try:
         async with anyio.create_task_group() as tg:
-            routes = {"/metrics": metrics_route, "/healthz": healthz}
+            routes: dict[str, Route] = {"/metrics": exposition.route, "/healthz": healthz}
             await tg.start(partial(serve, bind, port, routes))
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
@@ -60,7 +58,8 @@ def serve_(
     """Serve the Redis state as Prometheus gauges (a standalone exporter).
 
     Lag, pending, oldest pending age, stream, delayed, retry and DLQ lengths are read at each
-    scrape, until SIGTERM or SIGINT. Run one per Redis; workers export their own counters.
+    scrape, until SIGTERM or SIGINT. Run one per Redis (each one serving them adds a copy of
+    every gauge); workers export their own counters.
     """
     configure(log_level)
     settings = settings_for(ctx)

@@ -93,6 +93,15 @@ def run(
     bind: Annotated[
         str, typer.Option(envvar="RMQ_BIND", help="Address the HTTP ports listen on.")
     ] = "127.0.0.1",
+    export_state: Annotated[
+        bool,
+        typer.Option(
+            "--export-state/--no-export-state",
+            envvar="RMQ_EXPORT_STATE",
+            help="Also serve the Redis-state gauges (lag, pending, DLQ, ...) on /metrics: for a "
+            "single deployment without `rmq metrics serve` (each endpoint adds one more copy).",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(envvar="RMQ_LOG_LEVEL", help="Log level.")] = "INFO",
     log_format: Annotated[
         str, typer.Option(envvar="RMQ_LOG_FORMAT", help=f"Log format: {' or '.join(FORMATS)}.")
@@ -109,7 +118,9 @@ def run(
     """Run the app's consumers until SIGTERM or SIGINT, then drain gracefully and exit 0.
 
     With --processes N > 1 a supervisor runs N worker processes, restarts crashed ones, forwards
-    signals (a second SIGINT forces the stop) and serves one /metrics for all of them.
+    signals (a second SIGINT forces the stop) and serves one /metrics for all of them. /metrics
+    shows the workers' own series; the Redis state comes from `rmq metrics serve` (once per
+    Redis), or from here with --export-state.
     """
     try:
         configure(log_level, log_format)
@@ -122,7 +133,7 @@ def run(
         fail(f"{target} registers no consumers and no transaction checkers", EXIT_USAGE)
     options = RunOptions(
         app_id=app_id(target), processes=processes, metrics_port=metrics_port,
-        health_port=health_port, bind=bind, supervised=supervised,
+        health_port=health_port, bind=bind, supervised=supervised, export_state=export_state,
     )  # fmt: skip
     try:
         if processes > 1 and not supervised:
@@ -155,7 +166,7 @@ async def _supervise(
         "RMQ_NAMESPACE": settings.namespace,
         "RMQ_PROCESSES": "1",
     }
-    for name in ("RMQ_METRICS_PORT", "RMQ_HEALTH_PORT"):
+    for name in ("RMQ_METRICS_PORT", "RMQ_HEALTH_PORT", "RMQ_EXPORT_STATE"):
         env.pop(name, None)
     return await Supervisor(settings, options, command, env).run()
 

@@ -35,6 +35,7 @@ from .dlq import DeadLetters
 from .errors import ConfigError, ConsumerError, ProducerClosed
 from .ids import consumer_name
 from .message import Message, SendResult
+from .metrics_export import MetricsServer, serve_metrics
 from .names import validate_group, validate_topic
 from .outgoing import Outgoing, QueueSelector
 from .producer import ErrorCallback, Producer, SendCallback
@@ -372,6 +373,15 @@ class App:
         """Wait for every pending async and one-way send of this app's producers."""
         for producer in self._producers:
             await producer.flush()
+
+    def serve_metrics(self, port: int = 9464, host: str = "127.0.0.1") -> MetricsServer:
+        """Serve this process's metrics (publish counters, process CPU and memory) on
+        http://host:port/metrics from a background thread, until `.close()` or exit.
+
+        For a producer-only process; a web app can mount `rmq.metrics_export.asgi_app()`
+        instead. Workers serve theirs with `rmq worker run --metrics-port`.
+        """
+        return serve_metrics(port, host)
 
     # ------------------------------------------------------------------ consuming
 

@@ -1,18 +1,22 @@
-"""Prometheus metrics: every `rmq_*` metric, the instrumentation calls, and `/metrics`.
+"""Prometheus metrics: every `rmq_*` metric and the instrumentation calls.
 
-The only module that imports prometheus_client. Three kinds of metrics:
+The only module that defines metrics. Three kinds:
 
 - **Counted in-process** by producers and consumers through the calls below, meant to be made once
   per batch (a send round trip, a fetched batch, a flushed ack batch), not once per message. They
   work in prometheus_client's multiprocess mode: the worker runner sets `PROMETHEUS_MULTIPROC_DIR`
   for its children and serves one `/metrics` for all of them.
-- **Read from Redis at scrape time** (lag, pending, oldest pending age, stream, delayed, retry,
-  half-message and DLQ lengths) by one `StateCollector`, only in the process that serves
-  `/metrics` (the runner, or `rmq metrics serve`): never once per worker process.
-- `rmq_build_info` and `rmq_redis_up`, from the same place.
+- **Read from Redis at scrape time** (`STATE_GAUGES`: lag, pending, oldest pending age, stream,
+  delayed, retry, half-message and DLQ lengths) by `rmq.metrics_state.StateCollector`, once per
+  Redis: in `rmq metrics serve` (or a worker run with `--export-state`), never once per worker.
+- `rmq_build_info`, added by every `/metrics` endpoint (`rmq.metrics_export`), one per target.
 
-Labels are bounded: topic, group, and small fixed sets (status, result, reason, outcome). Never
-message ids, keys, consumer names or exception text.
+Series with fixed label sets start at 0 when a topic or consumer is registered
+(`register_topic`, `register_consumer`; each is also done on a topic's first event), so
+`increase(...)` sees the first event and panels show 0 instead of "No data".
+
+Labels are bounded: topic, group, and small fixed sets (status, result, reason, outcome, state).
+Never message ids, keys, consumer names or exception text.
 """
 
 from __future__ import annotations
@@ -21,37 +25,22 @@ import asyncio
 import atexit
 import bisect
 import enum
-import logging
 import math
 import os
-import platform
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-
-from ._version import __version__
-from .context import Context
-from .state import entry_ms, read_queues, server_ms
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import Metric
 
 __all__ = [
-    "CONTENT_TYPE",
+    "BUILD_INFO",
     "METRIC_NAMES",
+    "STATE_GAUGES",
     "ConsumeResult",
     "ConsumerMeter",
-    "StateCollector",
     "consume_durations",
     "consumed",
     "dead_lettered",
@@ -60,19 +49,14 @@ __all__ = [
     "flush_published",
     "in_flight",
     "payload_sizes",
-    "process_dead",
     "published",
     "reclaimed",
     "register_consumer",
     "register_topic",
-    "render",
     "retried",
     "transactions",
     "trimmed",
 ]
-
-log = logging.getLogger("rmq.metrics")
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class ConsumeResult(enum.StrEnum):
@@ -150,6 +134,8 @@ class _Deferred:
             topics, self.topics = self.topics, {}
             self.timer_loop = None
         for topic, tally in topics.items():
+            if topic not in _topics:
+                register_topic(topic)
             if tally.sent:
                 _child(PUBLISHED, topic, "ok").inc(tally.sent)
             if tally.durations:
@@ -213,7 +199,7 @@ TRIMMED = Counter(
     ["topic", "state"],
 )
 
-_STATE_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+STATE_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "rmq_stream_length": ("Messages stored in the topic's queue streams.", ("topic",)),
     "rmq_topic_queues": ("Queues (streams) of the topic.", ("topic",)),
     "rmq_delayed_messages": ("Delayed messages not yet due.", ("topic",)),
@@ -232,8 +218,18 @@ _STATE_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rmq_consumers": ("Consumers of the group (most on one queue).", ("topic", "group")),
     "rmq_redis_up": ("1 when the last read of Redis state succeeded.", ()),
     "rmq_state_read_seconds": ("How long the last read of Redis state took.", ()),
-    "rmq_build_info": ("rmq version (value 1).", ("version", "python")),
 }
+"""The gauges read from Redis at scrape time: name -> (help, labels)."""
+
+BUILD_INFO = (
+    "rmq_build_info",
+    "rmq version (value 1), one per /metrics endpoint.",
+    ("version", "python"),
+)
+
+_STATE_METRICS = {**STATE_GAUGES, BUILD_INFO[0]: BUILD_INFO[1:]}
+"""The Redis-state gauges plus `rmq_build_info` (the older table, read by the docs' reference
+generator); use `STATE_GAUGES` and `BUILD_INFO`."""
 
 METRIC_NAMES: frozenset[str] = frozenset(
     {
@@ -242,8 +238,8 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "rmq_consume_duration_seconds", "rmq_delivery_latency_seconds", "rmq_messages_in_flight",
         "rmq_messages_reclaimed_total", "rmq_messages_retried_total",
         "rmq_messages_dead_lettered_total", "rmq_messages_filtered_total", "rmq_transactions_total",
-        "rmq_messages_trimmed_total",
-        *_STATE_METRICS,
+        "rmq_messages_trimmed_total", BUILD_INFO[0],
+        *STATE_GAUGES,
     }
 )  # fmt: skip
 """Every metric rmq exposes (counters with their `_total` suffix; histograms without `_bucket`)."""
@@ -286,18 +282,51 @@ def _observe_many(child: Any, values: Iterable[float]) -> None:
                 buckets[i].inc(n)
 
 
+_topics: set[str] = set()
+_trim_topics: set[str] = set()
+_consumers: set[tuple[str, str]] = set()
+
+
 def register_topic(topic: str) -> None:
-    """Pre-create a producer's series at 0, so rates exist before the first send."""
+    """Create a topic's producer series at 0: published by status, the round-trip and payload
+    histograms, transactions by outcome.
+
+    Done by the topic's first send (so an error series exists before the first error); call it
+    at start to have them before the first send too.
+    """
+    if topic in _topics:
+        return
+    _topics.add(topic)
     for status in PUBLISH_STATUSES:
         _child(PUBLISHED, topic, status)
+    _child(PUBLISH_DURATION, topic)
+    _child(PAYLOAD, topic)
+    for outcome in TRANSACTION_OUTCOMES:
+        _child(TRANSACTIONS, topic, outcome)
 
 
 def register_consumer(topic: str, group: str) -> None:
-    """Pre-create a consumer's series at 0 (call when a consumer starts)."""
+    """Create a consumer's series at 0: consumed by result, dead-lettered by reason, retried,
+    reclaimed, filtered, in flight, the handler and delivery histograms, and the topic's
+    trimmed-by-state counters (workers trim the topics they consume). Called when a consumer
+    starts."""
+    if (topic, group) in _consumers:
+        return
+    _consumers.add((topic, group))
     for result in ConsumeResult:
         _child(CONSUMED, topic, group, result.value)
-    for metric in (RECLAIMED, RETRIED, FILTERED, IN_FLIGHT):
+    for reason in DEAD_LETTER_REASONS:
+        _child(DEAD_LETTERED, topic, group, reason)
+    for metric in (RECLAIMED, RETRIED, FILTERED, IN_FLIGHT, CONSUME_DURATION, DELIVERY_LATENCY):
         _child(metric, topic, group)
+    _register_trims(topic)
+
+
+def _register_trims(topic: str) -> None:
+    if topic not in _trim_topics:
+        _trim_topics.add(topic)
+        for state in TRIM_STATES:
+            _child(TRIMMED, topic, state)
 
 
 def published(
@@ -317,6 +346,8 @@ def published(
         return
     if status not in PUBLISH_STATUSES:
         raise ValueError(f"status must be one of {PUBLISH_STATUSES}, got {status!r}")
+    if topic not in _topics:
+        register_topic(topic)
     _child(PUBLISHED, topic, status).inc(count)
     if seconds is not None:
         _child(PUBLISH_DURATION, topic).observe(seconds)
@@ -367,6 +398,8 @@ def retried(topic: str, group: str, count: int = 1) -> None:
 def dead_lettered(topic: str, group: str, reason: str, count: int = 1) -> None:
     """Messages dead-lettered; an unknown `reason` is counted as "other"."""
     label = reason if reason in DEAD_LETTER_REASONS else "other"
+    if (topic, group) not in _consumers:
+        register_consumer(topic, group)
     _child(DEAD_LETTERED, topic, group, label).inc(count)
 
 
@@ -379,12 +412,15 @@ def transactions(topic: str, outcome: str, count: int = 1) -> None:
     """Half messages resolved: commit, rollback, unknown (checked again later) or discarded."""
     if outcome not in TRANSACTION_OUTCOMES:
         raise ValueError(f"outcome must be one of {TRANSACTION_OUTCOMES}, got {outcome!r}")
+    if topic not in _topics:
+        register_topic(topic)
     _child(TRANSACTIONS, topic, outcome).inc(count)
 
 
 def trimmed(topic: str, removed: int, removed_unacked: int = 0, dead_letters: int = 0) -> None:
     """Entries removed by retention (`removed_unacked` of them by a hard cap), and dead letters
     removed by `dlq_retention`."""
+    _register_trims(topic)
     if dead_letters:
         _child(TRIMMED, topic, "dead_letter").inc(dead_letters)
     if removed_unacked:
@@ -447,135 +483,3 @@ class ConsumerMeter:
             results, self._results = self._results, {}
             for result, count in results.items():
                 consumed(self.topic, self.group, result, count)
-
-
-# ---------------------------------------------------------------------- Redis state
-
-
-def _family(name: str) -> GaugeMetricFamily:
-    doc, labels = _STATE_METRICS[name]
-    return GaugeMetricFamily(name, doc, labels=list(labels))
-
-
-class StateCollector:
-    """Reads topic and group state from Redis for `/metrics` (one per serving process).
-
-    A scrape reads at most `max_queues` queues (topics in name order), in a few pipelined round
-    trips; reads within `min_interval` seconds of the last one reuse its result.
-    """
-
-    def __init__(self, ctx: Context, *, max_queues: int = 4096, min_interval: float = 1.0) -> None:
-        self.ctx = ctx
-        self.max_queues = max_queues
-        self.min_interval = min_interval
-        self._last: tuple[float, list[Metric]] | None = None
-
-    async def collect(self) -> list[Metric]:
-        """The state metrics now (or from the last read, if it is recent enough)."""
-        now = time.monotonic()
-        if self._last is not None and now - self._last[0] < self.min_interval:
-            return self._last[1]
-        families = await self._read()
-        self._last = (time.monotonic(), families)
-        return families
-
-    async def _read(self) -> list[Metric]:
-        started = time.perf_counter()
-        up = _family("rmq_redis_up")
-        build = _family("rmq_build_info")
-        build.add_metric([__version__, platform.python_version()], 1)
-        try:
-            families = await self._read_state()
-        except Exception as exc:
-            log.warning("cannot read Redis state for metrics: %r", exc)
-            up.add_metric([], 0)
-            return [up, build]
-        up.add_metric([], 1)
-        took = _family("rmq_state_read_seconds")
-        took.add_metric([], time.perf_counter() - started)
-        return [*families, up, took, build]
-
-    async def _read_state(self) -> list[Metric]:
-        topics = []
-        budget = self.max_queues
-        for info in await self.ctx.topics.list():
-            if info.queues > budget:
-                log.warning("metrics: more than %d queues; the rest are left out", self.max_queues)
-                break
-            topics.append(info)
-            budget -= info.queues
-        queues = await read_queues(self.ctx, topics)
-        now = await server_ms(self.ctx.conn.commands)
-        fams = {name: _family(name) for name in _STATE_METRICS if _STATE_METRICS[name][1]}
-        del fams["rmq_build_info"]
-        per_topic: dict[str, list[int]] = {t.name: [0, 0, 0, t.queues] for t in topics}
-        per_group: dict[tuple[str, str], list[Any]] = {}
-        for q in queues:
-            totals = per_topic[q.topic]
-            totals[0] += q.length
-            totals[1] += q.delayed
-            totals[2] += q.half
-            for g in q.groups:
-                row = per_group.setdefault((q.topic, g.group), [0, 0, 0.0, 0, 0, 0])
-                row[0] = None if row[0] is None or g.lag is None else row[0] + g.lag
-                row[1] += g.pending
-                if g.oldest_pending_id is not None:
-                    row[2] = max(row[2], (now - entry_ms(g.oldest_pending_id)) / 1000)
-                row[3] += g.retry_waiting
-                row[4] += g.dlq_length
-                row[5] = max(row[5], g.consumers)
-        for topic, (length, delayed, half, count) in per_topic.items():
-            fams["rmq_stream_length"].add_metric([topic], length)
-            fams["rmq_delayed_messages"].add_metric([topic], delayed)
-            fams["rmq_half_messages"].add_metric([topic], half)
-            fams["rmq_topic_queues"].add_metric([topic], count)
-        for (topic, group), (lag, pending, age, retry, dlq, consumers) in per_group.items():
-            labels = [topic, group]
-            if lag is not None:
-                fams["rmq_consumer_lag"].add_metric(labels, lag)
-            fams["rmq_consumer_pending"].add_metric(labels, pending)
-            fams["rmq_oldest_pending_age_seconds"].add_metric(labels, max(0.0, age))
-            fams["rmq_retry_waiting_messages"].add_metric(labels, retry)
-            fams["rmq_dlq_length"].add_metric(labels, dlq)
-            fams["rmq_consumers"].add_metric(labels, consumers)
-        return list(fams.values())
-
-
-class _Static:
-    """A collector that yields metric families read beforehand."""
-
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return iter(self._families)
-
-
-def multiprocess_dir() -> str | None:
-    """The directory of prometheus_client's multiprocess mode, if this process uses it."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
-async def render(
-    state: StateCollector | None = None, *, directory: str | None = None, local: bool = True
-) -> bytes:
-    """The `/metrics` text: the in-process metrics (with `directory`, of every process writing
-    there, in multiprocess mode; else of this process; none when not `local`) plus the Redis
-    state read by `state`."""
-    text = b""
-    if directory is not None:
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-        text = generate_latest(registry)
-    elif local:
-        text = generate_latest(REGISTRY)
-    if state is not None:
-        static = CollectorRegistry()
-        static.register(_Static(await state.collect()))
-        text += generate_latest(static)
-    return text
-
-
-def process_dead(pid: int, directory: str) -> None:
-    """Forget the live gauges of a worker process that exited (multiprocess mode)."""
-    mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]

@@ -8,7 +8,11 @@
   up to `restart_delay_cap`), forwards SIGTERM/SIGINT for a graceful drain (a second signal is
   forwarded too and forces the children to stop; a third kills them), and exits 0 when every
   child drained cleanly. It serves one `/metrics` for all children (prometheus_client's
-  multiprocess mode, in a directory it wipes at start) plus the Redis state, read once per scrape.
+  multiprocess mode, in a directory it wipes at start), with `process_*` per child.
+
+`/metrics` shows the workers' own series; the Redis-state gauges (lag, pending, DLQ, ...) only
+with `export_state` (`--export-state`), for a single deployment that runs no `rmq metrics serve`:
+every endpoint that exports them adds one more copy of each gauge.
 
 A supervised child stops gracefully by itself if its supervisor dies.
 """
@@ -32,12 +36,13 @@ from pathlib import Path
 import anyio
 from anyio.abc import Process, TaskGroup, TaskStatus
 
-from . import metrics
+from . import metrics, metrics_export
 from .app import App
 from .connection import Backoff
 from .context import Context
 from .health import Heartbeat, alive_members, heartbeat_key, member_name
 from .httpserver import Response, Route, serve, text
+from .metrics_state import StateCollector
 from .settings import Settings
 
 __all__ = ["RunOptions", "Supervisor", "run_worker"]
@@ -60,6 +65,8 @@ class RunOptions:
     health_port: int | None = None
     bind: str = "127.0.0.1"
     supervised: bool = False
+    export_state: bool = False
+    """Also serve the Redis-state gauges on /metrics (once per Redis: see the module doc)."""
 
 
 async def _open_ops(settings: Settings, name: str) -> Context:
@@ -119,8 +126,8 @@ async def run_worker(app: App, options: RunOptions) -> None:
     """Run `app`'s consumers in this process until a signal (or `app.stop()`) and a drain."""
     ops = await _open_ops(app.settings, app.name)
     ready = anyio.Event()
-    state = metrics.StateCollector(ops)
-    directory = metrics.multiprocess_dir()
+    state = StateCollector(ops) if options.export_state else None
+    exposition = metrics_export.Exposition(state=state, directory=metrics_export.multiprocess_dir())
 
     async def readyz() -> Response:
         if not ready.is_set():
@@ -129,9 +136,6 @@ async def run_worker(app: App, options: RunOptions) -> None:
             return text(503, "Redis unreachable\n")
         return text(200, "ready\n")
 
-    async def metrics_route() -> Response:
-        return 200, metrics.CONTENT_TYPE, await metrics.render(state, directory=directory)
-
     for spec in app.consumers:
         metrics.register_consumer(spec.topic, spec.group)
     try:
@@ -139,7 +143,7 @@ async def run_worker(app: App, options: RunOptions) -> None:
             async with anyio.create_task_group() as tg:
                 if not options.supervised:
                     await _start_http(
-                        tg, options, metrics_route, {"/healthz": _healthz, "/readyz": readyz}
+                        tg, options, exposition.route, {"/healthz": _healthz, "/readyz": readyz}
                     )
                 await tg.start(partial(_run_app, app, tg))
                 ready.set()
@@ -203,11 +207,11 @@ class Supervisor:
         try:
             self.directory = self._metrics_dir()
             env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": self.directory}
-            state = metrics.StateCollector(ops)
-
-            async def metrics_route() -> Response:
-                body = await metrics.render(state, directory=self.directory)
-                return 200, metrics.CONTENT_TYPE, body
+            exposition = metrics_export.Exposition(
+                state=StateCollector(ops) if self.options.export_state else None,
+                directory=self.directory,
+                processes=self._pids,
+            )
 
             async def readyz() -> Response:
                 return await self._readyz(ops)
@@ -215,7 +219,7 @@ class Supervisor:
             with _unwrapped():
                 async with anyio.create_task_group() as tg:
                     routes = {"/healthz": _healthz, "/readyz": readyz}
-                    await _start_http(tg, self.options, metrics_route, routes)
+                    await _start_http(tg, self.options, exposition.route, routes)
                     tg.start_soon(self._watch_signals, tg)
                     async with anyio.create_task_group() as slots:
                         for index in range(self.options.processes):
@@ -244,6 +248,12 @@ class Supervisor:
         if len(expected) < self.options.processes or not expected <= alive:
             return text(503, f"{len(expected & alive)}/{self.options.processes} ready\n")
         return text(200, "ready\n")
+
+    def _pids(self) -> dict[str, int | str]:
+        """The processes whose CPU and memory /metrics shows: this one and every child."""
+        pids: dict[str, int | str] = {"supervisor": "self"}
+        pids.update((str(index), proc.pid) for index, proc in sorted(self.processes.items()))
+        return pids
 
     def _metrics_dir(self) -> str:
         given = self.env.get("PROMETHEUS_MULTIPROC_DIR")
@@ -276,7 +286,7 @@ class Supervisor:
                         proc.kill()
                         await proc.wait()
                     self.processes.pop(index, None)
-                    metrics.process_dead(proc.pid, self.directory)
+                    metrics_export.process_dead(proc.pid, self.directory)
             if self._stop.is_set():
                 self.exit_codes[index] = code
                 log.info("worker process %d (pid %d) exited with %d", index, proc.pid, code)

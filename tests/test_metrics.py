@@ -1,12 +1,15 @@
-"""rmq.metrics: the instrumentation API, multiprocess aggregation, the Redis-state collector.
+"""rmq.metrics: the instrumentation API, series that start at 0, multiprocess aggregation, the
+Redis-state collector.
 
 The push consumer's and producer's hot-path hooks are wired elsewhere; here the API they call is
-tested directly (in this process, and in child processes in multiprocess mode).
+tested directly (in this process, and in child processes in multiprocess mode). Serving
+`/metrics` (formats, gzip, workers, producers) is tested in test_metrics_http.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import platform
 import subprocess
 import sys
 import uuid
@@ -22,6 +25,8 @@ from rmq import metrics
 from rmq.context import Context
 from rmq.embedded import free_port
 from rmq.keys import NamespaceKeys
+from rmq.metrics_export import process_dead, render
+from rmq.metrics_state import StateCollector
 from rmq.state import half_key
 from tests.helpers import make_settings
 
@@ -77,6 +82,52 @@ def test_counters(topic: str) -> None:
     assert dead == 1
     assert value("rmq_transactions_total", topic=topic, outcome="commit") == 2
     assert value("rmq_messages_in_flight", topic=topic, group="g") == 2
+
+
+def test_fixed_label_sets_start_at_zero(topic: str) -> None:
+    """Registering a topic or a consumer creates every series of its fixed label sets at 0, so
+    `increase(...)` sees the first event and panels show 0 instead of "No data"."""
+    metrics.register_topic(topic)
+    for status in metrics.PUBLISH_STATUSES:
+        assert value("rmq_messages_published_total", topic=topic, status=status) == 0
+    for outcome in metrics.TRANSACTION_OUTCOMES:
+        assert value("rmq_transactions_total", topic=topic, outcome=outcome) == 0
+    assert value("rmq_publish_duration_seconds_count", topic=topic) == 0
+    assert value("rmq_message_payload_bytes_count", topic=topic) == 0
+
+    metrics.register_consumer(topic, "g")
+    labels = {"topic": topic, "group": "g"}
+    for result in metrics.ConsumeResult:
+        assert value("rmq_messages_consumed_total", **labels, result=result.value) == 0
+    for reason in metrics.DEAD_LETTER_REASONS:
+        assert value("rmq_messages_dead_lettered_total", **labels, reason=reason) == 0
+    for name in ("retried", "reclaimed", "filtered"):
+        assert value(f"rmq_messages_{name}_total", **labels) == 0
+    assert value("rmq_messages_in_flight", **labels) == 0
+    assert value("rmq_consume_duration_seconds_count", **labels) == 0
+    assert value("rmq_delivery_latency_seconds_count", **labels) == 0
+    for state in metrics.TRIM_STATES:  # workers trim the topics they consume
+        assert value("rmq_messages_trimmed_total", topic=topic, state=state) == 0
+
+
+def test_a_first_event_creates_its_siblings_at_zero(topic: str) -> None:
+    """A series set nobody registered is created whole by its first event: the next event of
+    any other label value is then seen by `increase(...)`."""
+    metrics.published(f"{topic}p", "error")
+    assert value("rmq_messages_published_total", topic=f"{topic}p", status="error") == 1
+    assert value("rmq_messages_published_total", topic=f"{topic}p", status="ok") == 0
+    metrics.published(f"{topic}q", "ok", 2)
+    metrics.flush_published()
+    assert value("rmq_messages_published_total", topic=f"{topic}q", status="error") == 0
+    metrics.transactions(f"{topic}t", "commit")
+    assert value("rmq_transactions_total", topic=f"{topic}t", outcome="discarded") == 0
+    metrics.trimmed(f"{topic}r", 5)
+    assert value("rmq_messages_trimmed_total", topic=f"{topic}r", state="acked") == 5
+    assert value("rmq_messages_trimmed_total", topic=f"{topic}r", state="unacked") == 0
+    metrics.dead_lettered(f"{topic}d", "g", "rejected")
+    dead = {"topic": f"{topic}d", "group": "g"}
+    assert value("rmq_messages_dead_lettered_total", **dead, reason="rejected") == 1
+    assert value("rmq_messages_dead_lettered_total", **dead, reason="max_retries") == 0
 
 
 def test_bad_label_values_are_refused(topic: str) -> None:
@@ -168,6 +219,7 @@ topic, n = sys.argv[1], int(sys.argv[2])
 metrics.consumed(topic, "g", "ack", n)
 metrics.in_flight(topic, "g", n)
 metrics.consume_durations(topic, "g", [0.01] * n)
+metrics.register_consumer(topic, "idle")
 
 
 async def send() -> None:  # tallied on a loop that is gone before the timer: exported at exit
@@ -188,15 +240,21 @@ async def test_multiprocess_mode_aggregates_children(tmp_path: Path, topic: str)
             cwd=Path(__file__).resolve().parent.parent,
         )  # fmt: skip
         pids.append(int(proc.stdout))
-    got = parse(await metrics.render(directory=str(tmp_path)))
+    got = parse(await render(directory=str(tmp_path)))
     labels = (("group", "g"), ("result", "ack"), ("topic", topic))
     assert got[("rmq_messages_consumed_total", labels)] == 7
     assert got[("rmq_consume_duration_seconds_count", (("group", "g"), ("topic", topic)))] == 7
     assert got[("rmq_messages_in_flight", (("group", "g"), ("topic", topic)))] == 7
     assert got[("rmq_messages_published_total", (("status", "ok"), ("topic", topic)))] == 7
     assert got[("rmq_message_payload_bytes_count", (("topic", topic),))] == 7
-    metrics.process_dead(pids[0], str(tmp_path))
-    got = parse(await metrics.render(directory=str(tmp_path)))
+    idle = (("group", "idle"), ("reason", "max_deliveries"), ("topic", topic))
+    assert got[("rmq_messages_dead_lettered_total", idle)] == 0  # registered at 0 in a child
+    assert got[("rmq_messages_published_total", (("status", "error"), ("topic", topic)))] == 0
+    build = (("python", platform.python_version()), ("version", rmq.__version__))
+    assert got[("rmq_build_info", build)] == 1
+    assert any(name == "process_resident_memory_bytes" for name, _ in got)  # the serving process
+    process_dead(pids[0], str(tmp_path))
+    got = parse(await render(directory=str(tmp_path)))
     assert got[("rmq_messages_in_flight", (("group", "g"), ("topic", topic)))] == 4  # livesum
     assert got[("rmq_messages_consumed_total", labels)] == 7  # counters of dead processes stay
 
@@ -223,8 +281,8 @@ async def test_state_collector_matches_redis(opened: rmq.App, r: redis.Redis) ->
     r.xadd(due, {"d": "y"})
     r.xreadgroup("billing", "c", {due: ">"}, count=1)
 
-    state = metrics.StateCollector(app.context, min_interval=0)
-    got = parse(await metrics.render(state, local=False))
+    state = StateCollector(app.context, min_interval=0)
+    got = parse(await render(state, in_process=False))
     t = (("topic", "orders"),)
     billing = (("group", "billing"), ("topic", "orders"))
     audit = (("group", "audit"), ("topic", "orders"))
@@ -251,14 +309,16 @@ async def test_state_collector_matches_redis(opened: rmq.App, r: redis.Redis) ->
     assert got[("rmq_redis_up", ())] == 1
     for name, _ in got:
         base = name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
-        assert name in metrics.METRIC_NAMES or base in metrics.METRIC_NAMES, name
+        if name.startswith("rmq_"):
+            assert name in metrics.METRIC_NAMES or base in metrics.METRIC_NAMES, name
+    assert not any(name == "rmq_messages_consumed_total" for name, _ in got)  # in_process=False
 
 
 async def test_state_collector_when_redis_is_down(namespace: str) -> None:
     settings = make_settings(f"redis://127.0.0.1:{free_port()}/0", namespace, connect_timeout=0.2)
     ctx = Context.create(settings)
     try:
-        got = parse(await metrics.render(metrics.StateCollector(ctx, min_interval=0), local=False))
+        got = parse(await render(StateCollector(ctx, min_interval=0), in_process=False))
     finally:
         await ctx.conn.close()
     assert got[("rmq_redis_up", ())] == 0
@@ -267,7 +327,7 @@ async def test_state_collector_when_redis_is_down(namespace: str) -> None:
 
 
 async def test_state_reads_are_reused_within_min_interval(opened: rmq.App) -> None:
-    state = metrics.StateCollector(opened.context, min_interval=60)
+    state = StateCollector(opened.context, min_interval=60)
     first = await state.collect()
     await opened.send("orders", "x")
     assert await state.collect() is first

@@ -1,7 +1,8 @@
 """The worker runner as real processes: `rmq worker run tests.apps.runner_app:app`.
 
 - two processes: a SIGKILLed child is restarted and nothing is lost;
-- /metrics aggregates both children (multiprocess mode) plus the Redis state, once;
+- /metrics aggregates both children (multiprocess mode) plus, with --export-state, the Redis
+  state once (without it, none: see test_metrics_http.py);
 - /healthz, /readyz and `rmq worker check` follow the workers' life;
 - SIGTERM drains and exits 0; a second SIGINT forces the stop, unfinished work stays pending.
 
@@ -242,7 +243,7 @@ def test_metrics_health_check_and_clean_drain(
         redis_url, namespace, RUNNER_OUT=out, RUNNER_SLEEP="0.05",
         PROMETHEUS_MULTIPROC_DIR=prom_dir,
     )  # fmt: skip
-    runner = start(env, "--processes", "2", "--concurrency", "10")
+    runner = start(env, "--processes", "2", "--concurrency", "10", "--export-state")
     runner.wait_ready()
     assert runner.get("/healthz") == (200, "ok\n")
     assert not (prom_dir / "counter_12345.db").exists()  # wiped at start
@@ -336,7 +337,7 @@ def test_single_process_serves_metrics_and_health(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     env = runner_env(redis_url, namespace, RMQ_LOG_FORMAT="json")
-    runner = start(env)
+    runner = start(env, "--export-state")
     runner.wait_ready()
     assert worker_check(env) == 0
     sent = send(redis_url, namespace, 20)
