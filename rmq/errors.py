@@ -7,6 +7,7 @@ RMQError
 ├── FilterSyntaxError(ValueError)    a tag or SQL92 filter does not parse (names the column)
 ├── BrokerError                      Redis said something rmq cannot work with
 │   ├── BrokerUnavailable            Redis unreachable after retrying with backoff
+│   ├── BrokerFull                   Redis is out of memory (maxmemory, noeviction): no writes
 │   └── ScriptError                  a Lua script returned an error
 ├── TopicNotFound                    topic does not exist and auto-creation is off
 ├── GroupNotFound                    the consumer group does not exist on the topic (admin)
@@ -36,6 +37,7 @@ from datetime import timedelta
 
 __all__ = [
     "BrokerError",
+    "BrokerFull",
     "BrokerUnavailable",
     "ConfigError",
     "ConsumerError",
@@ -95,6 +97,12 @@ class BrokerError(RMQError):
 
 class BrokerUnavailable(BrokerError):
     """Redis could not be reached (or kept failing) within the retry budget."""
+
+
+class BrokerFull(BrokerError):
+    """Redis refused a write because it is out of memory (`maxmemory` reached and a policy that
+    evicts nothing, as a message queue needs): nothing was written. Acknowledging and trimming
+    still work and free memory."""
 
 
 class ScriptError(BrokerError):
