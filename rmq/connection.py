@@ -213,8 +213,9 @@ class RedisConnection:
                 out_of_time = deadline is not None and time.monotonic() + delay > deadline
                 out_of_tries = attempts is not None and backoff.attempt > attempts
                 if out_of_time or out_of_tries:
-                    reason = str(exc) if isinstance(exc, RMQError) else describe(exc)
-                    if isinstance(exc, TimeoutError) and not str(exc):
+                    cause = exc.__cause__ if isinstance(exc, RMQError) else exc
+                    reason = describe(cause or exc)
+                    if isinstance(cause, TimeoutError) and not str(cause):
                         reason = "no answer in time"
                     raise BrokerUnavailable(
                         f"{what} at {self.url} is unavailable: {reason}"

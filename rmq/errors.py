@@ -21,6 +21,7 @@ RMQError
 │   ├── TransactionNotFound          no such half message (never prepared, or resolved long ago)
 │   └── TransactionStateError        resolved the other way already (commit after rollback, ...)
 ├── ConsumerError                    consumer misconfiguration or lifecycle error
+│   └── WorkerStartError             a worker's app cannot start (reason chained)
 └── HandlerSignal                    raised by handlers to steer the outcome (not logged as errors)
     ├── Retry(delay=None)            consume again later (after `delay`, else the retry policy)
     ├── Reject(reason)               straight to the dead-letter queue
@@ -60,6 +61,7 @@ __all__ = [
     "TransactionError",
     "TransactionNotFound",
     "TransactionStateError",
+    "WorkerStartError",
 ]
 
 
@@ -162,6 +164,16 @@ class TransactionStateError(TransactionError):
 
 class ConsumerError(RMQError):
     """A consumer is misconfigured or used outside its lifecycle."""
+
+
+class WorkerStartError(ConsumerError):
+    """A worker's app could not start (before consuming anything): a missing topic with
+    `strict_topics`, an ACL refusal, a full Redis, an unreachable one. The cause is chained;
+    `unavailable` says whether Redis could not be reached (then a later start may succeed)."""
+
+    def __init__(self, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 class HandlerSignal(RMQError):
