@@ -31,7 +31,7 @@ from redis.exceptions import ResponseError
 
 from . import metrics
 from .codec import encode_body, encode_properties
-from .connection import Backoff, is_transient
+from .connection import Backoff, broker_error, is_transient
 from .context import Context
 from .errors import BrokerError, BrokerUnavailable, ConfigError, ProducerClosed, PublishError
 from .ids import new_msg_id
@@ -741,7 +741,7 @@ def _script_failure(exc: BaseException) -> BaseException:
             raise_script_error("send", exc)
         except BrokerError as wrapped:
             return wrapped
-        return BrokerError(f"Redis refused the send: {exc}")
+        return broker_error(exc, "send")  # BrokerFull when Redis is full, else BrokerError
     return exc
 
 
