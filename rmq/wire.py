@@ -97,10 +97,9 @@ class Progress:
             if wire.busy_until and now > wire.busy_until + _OVERDUE_MARGIN:
                 return f"a round trip to Redis is {now - wire.busy_until:.1f}s past its deadline"
             if wire.failing_since is not None and now - wire.failing_since >= limit:
-                return (
-                    f"round trips to Redis have failed for {now - wire.failing_since:.1f}s "
-                    f"(a loop of {wire.name or 'rmq'} cannot reach Redis)"
-                )
+                where = f" (the loop on {wire.name})" if wire.name else ""
+                failing = now - wire.failing_since
+                return f"round trips to Redis have failed for {failing:.1f}s{where}"
         return None
 
 

@@ -244,15 +244,14 @@ class FaultProxy:
                 if link.up_r is None:  # blackholed from the start: read and discard forever
                     await _swallow(client_r, link)
                     return
-                pumps = [
+                link.tasks = [
                     asyncio.create_task(self._pump(link, UP)),
                     asyncio.create_task(self._pump(link, DOWN)),
                 ]
-                link.tasks = pumps
                 await link.closed.wait()
-                for pump in pumps:
+                for pump in link.tasks:
                     pump.cancel()
-                await asyncio.gather(*pumps, return_exceptions=True)
+                await asyncio.gather(*link.tasks, return_exceptions=True)
             finally:
                 self._links.discard(link)
                 link.abort(rst=False)
@@ -265,6 +264,7 @@ class FaultProxy:
         assert reader is not None and writer is not None
         last_due = 0.0
         pending = b""
+        delayed: asyncio.Queue[tuple[float, bytes]] | None = None
         try:
             while not link.closed.is_set():
                 data = await reader.read(_CHUNK)
@@ -300,17 +300,21 @@ class FaultProxy:
                     return
                 if left is not None:
                     link.cut[direction] = left - len(data)
-                span = self._delay.get(direction)
-                if span is not None:
-                    due = max(last_due, time.monotonic() + self._random.uniform(*span))
-                    last_due = due
-                    await asyncio.sleep(max(0.0, due - time.monotonic()))
-                    if link.closed.is_set() or link.dead:
-                        return
                 if direction == UP:
                     self.stats.bytes_up += len(data)
                 else:
                     self.stats.bytes_down += len(data)
+                span = self._delay.get(direction)
+                if span is not None or delayed is not None:
+                    # latency, not bandwidth: keep reading; a forwarder writes each chunk when due
+                    if delayed is None:
+                        delayed = asyncio.Queue()
+                        link.tasks.append(asyncio.create_task(_forward(link, writer, delayed)))
+                    lo, hi = span or (0.0, 0.0)
+                    due = max(last_due, time.monotonic() + self._random.uniform(lo, hi))
+                    last_due = due
+                    delayed.put_nowait((due, data))
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
@@ -337,6 +341,20 @@ class FaultProxy:
 
 class FlakyProxy(FaultProxy):
     """The proxy the producer and transaction tests use: `drop_request` / `drop_reply` once."""
+
+
+async def _forward(
+    link: _Link, writer: asyncio.StreamWriter, chunks: asyncio.Queue[tuple[float, bytes]]
+) -> None:
+    """Write delayed chunks in order, each when it is due."""
+    with contextlib.suppress(ConnectionError, OSError):
+        while not link.closed.is_set():
+            due, data = await chunks.get()
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            if link.closed.is_set() or link.dead:
+                return
+            writer.write(data)
+            await writer.drain()
 
 
 async def _swallow(reader: asyncio.StreamReader, link: _Link) -> None:

@@ -5,8 +5,9 @@ ran is visible exactly once.
 Each scenario: a worker consumes through the proxy (for the commit, the producer goes through
 it); the fault is armed for the next request that carries the command (for a script, its SHA);
 a probe message meets it, a follower comes 50 ms later, then more messages. Recovery time: from
-the probe's send until both were handled and their outcomes written. A reset is noticed at once; a half-open link after the
-round trip's deadline (socket_timeout, plus the BLOCK of a blocking read: 1.3 s here).
+the probe's send until both were handled and their outcomes written. A reset is noticed at once,
+a half-open link after the round trip's deadline (socket_timeout, plus the BLOCK of a blocking
+read: 1.3 s here).
 """
 
 from __future__ import annotations
