@@ -127,7 +127,8 @@ class RedisConnection:
             for node in self.router.nodes:
                 await self.scripts.load_all(node.client)
 
-        await self.retry(ready, deadline=time.monotonic() + self.settings.startup_timeout)
+        deadline = time.monotonic() + self.settings.startup_timeout
+        await self.retry(ready, deadline=deadline, cut_at_deadline=True)
 
     def wire(self) -> Wire:
         """A dedicated connection to the (seed) server, for one loop (see `rmq.wire`)."""
@@ -189,17 +190,19 @@ class RedisConnection:
         deadline: float | None = None,
         attempts: int | None = None,
         what: str = "Redis",
+        cut_at_deadline: bool = False,
     ) -> T:
         """Run `operation`, retrying transient errors with jittered backoff.
 
-        Gives up with `BrokerUnavailable` when `deadline` (monotonic) passes (an attempt still
-        running then is cancelled) or after `attempts` retries; with neither it retries forever.
-        Only use it for operations safe to repeat (and to cancel).
+        Gives up with `BrokerUnavailable` when `deadline` (monotonic) passes or after `attempts`
+        retries; with neither it retries forever. With `cut_at_deadline` an attempt still running
+        at the deadline is cancelled (else each attempt is bounded by its own timeouts). Only use
+        it for operations safe to repeat.
         """
         backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap)
         while True:
             try:
-                if deadline is None:
+                if deadline is None or not cut_at_deadline:
                     return await operation()
                 budget = deadline - time.monotonic()
                 if backoff.attempt == 0:  # a deadline already passed still allows one try

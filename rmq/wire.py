@@ -89,17 +89,19 @@ class Progress:
         """Why a wire to this server is stuck, or None.
 
         Stuck: a round trip is running past its deadline (the event loop is starved or a deadline
-        did not fire), or a wire's round trips have failed for `limit` seconds without one
-        succeeding (a loop that cannot reach Redis: it consumes nothing).
+        did not fire), or a wire still in use (a round trip within `limit` seconds) has had its
+        round trips fail for `limit` seconds without one succeeding (a loop that cannot reach
+        Redis: it consumes nothing). A wire that failed and was not used since (a producer's,
+        between sends) is not stuck.
         """
         now = time.monotonic() if now is None else now
         for wire in list(self._wires):
             if wire.busy_until and now > wire.busy_until + _OVERDUE_MARGIN:
                 return f"a round trip to Redis is {now - wire.busy_until:.1f}s past its deadline"
-            if wire.failing_since is not None and now - wire.failing_since >= limit:
+            failing = wire.failing_since
+            if failing is not None and now - failing >= limit and now - wire.tried_at <= limit:
                 where = f" (the loop on {wire.name})" if wire.name else ""
-                failing = now - wire.failing_since
-                return f"round trips to Redis have failed for {failing:.1f}s{where}"
+                return f"round trips to Redis have failed for {now - failing:.1f}s{where}"
         return None
 
 
@@ -112,7 +114,7 @@ class Wire:
 
     __slots__ = (
         "__weakref__", "_conn", "_pool", "_progress", "_scripts", "_timeout", "busy_until",
-        "failing_since", "name",
+        "failing_since", "name", "tried_at",
     )  # fmt: skip
 
     def __init__(
@@ -131,6 +133,8 @@ class Wire:
         self.name = name
         self.busy_until = 0.0
         """Monotonic deadline of the round trip in flight (0.0 when idle)."""
+        self.tried_at = 0.0
+        """Monotonic start of the latest round trip."""
         self.failing_since = None if progress is None else progress.add(self, name)
         """Monotonic start of the first of the round trips that failed since the last success."""
 
@@ -178,7 +182,7 @@ class Wire:
 
     async def _round_trip(self, commands: Sequence[tuple[Any, ...]], seconds: float) -> list[Any]:
         packed = [_pack(command) for command in commands]
-        started = time.monotonic()
+        started = self.tried_at = time.monotonic()
         self.busy_until = started + seconds
         conn = self._conn
         try:

@@ -157,6 +157,7 @@ def test_progress_flags_a_round_trip_past_its_deadline() -> None:
     class Stub:
         busy_until = 10.0
         failing_since = None
+        tried_at = 0.0
         name = "fetch"
 
     stub = Stub()
@@ -164,6 +165,23 @@ def test_progress_flags_a_round_trip_past_its_deadline() -> None:
     assert progress.stalled(100.0, now=10.5) is None
     problem = progress.stalled(100.0, now=12.0)
     assert problem is not None and "past its deadline" in problem
+
+
+def test_a_wire_that_failed_and_is_not_used_since_is_not_stuck() -> None:
+    """A producer's wire whose last send failed an hour ago, idle since, stalls nothing."""
+    progress = Progress()
+
+    class Stub:
+        busy_until = 0.0
+        failing_since = 1000.0
+        tried_at = 1000.0
+        name = None
+
+    stub = Stub()
+    progress._wires.add(stub)  # type: ignore[arg-type]
+    assert progress.stalled(5.0, now=1004.0) is None  # not failing long enough yet
+    assert progress.stalled(5.0, now=1005.0) is not None  # still trying, failing for 5 s
+    assert progress.stalled(5.0, now=4600.0) is None  # failed, then left alone
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,7 @@ class Report:
     def write(self, directory: Path) -> dict[str, Any]:
         data = asdict(self)
         data.update(data.pop("extra"))
+        data["server"] = os.environ.get("RMQ_TEST_SERVER", "redis")
         if self.recovery_seconds is not None:
             data["recovery_seconds"] = round(self.recovery_seconds, 3)
         line = json.dumps(data, sort_keys=True)
