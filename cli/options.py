@@ -18,6 +18,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_START = 4
+"""`rmq worker run`: the app cannot start (a missing topic with strict_topics, an ACL refusal, a
+full Redis); restarting it would fail the same way."""
 
 CLI_STARTUP_TIMEOUT = 3.0
 """How long a command waits for an unreachable Redis, unless RMQ_STARTUP_TIMEOUT says otherwise."""

@@ -6,6 +6,7 @@ import importlib
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import anyio
@@ -13,7 +14,7 @@ import typer
 
 from rmq import App
 from rmq.context import Context
-from rmq.errors import BrokerUnavailable, ConfigError, RMQError
+from rmq.errors import BrokerUnavailable, ConfigError, RMQError, WorkerStartError
 from rmq.health import STALE_INTERVALS, alive_members, heartbeat_key
 from rmq.logging import FORMATS, configure
 from rmq.runner import RunOptions, Supervisor, run_worker
@@ -21,6 +22,7 @@ from rmq.runner import RunOptions, Supervisor, run_worker
 from .options import (
     EXIT_FAILURE,
     EXIT_OK,
+    EXIT_START,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     JsonOption,
@@ -52,6 +54,8 @@ def load_app(target: str) -> App:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
+    except RMQError as exc:  # e.g. rmq.App() at import time with a bad RMQ_* variable
+        fail(f"cannot load {target}: {exc}", EXIT_USAGE)
     obj = getattr(module, attribute or "app", None)
     if not isinstance(obj, App):
         raise typer.BadParameter(f"{target!r} is not an rmq.App (got {type(obj).__name__})")
@@ -114,6 +118,7 @@ def run(
         ),
     ] = "auto",
     supervised: Annotated[bool, typer.Option(hidden=True)] = False,
+    failure_file: Annotated[Path | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Run the app's consumers until SIGTERM or SIGINT, then drain gracefully and exit 0.
 
@@ -121,6 +126,9 @@ def run(
     signals (a second SIGINT forces the stop) and serves one /metrics for all of them. /metrics
     shows the workers' own series; the Redis state comes from `rmq metrics serve` (once per
     Redis), or from here with --export-state.
+
+    An app that cannot start exits 4 (3 when Redis is unreachable) with the reason on stderr;
+    the supervisor does not restart it, and exits the same way.
     """
     try:
         configure(log_level, log_format)
@@ -137,12 +145,19 @@ def run(
     )  # fmt: skip
     try:
         if processes > 1 and not supervised:
-            code = anyio.run(
-                _supervise, rmq_app, options, concurrency, log_level, log_format, loop,
-                backend_options=backend,
-            )  # fmt: skip
+            supervisor = _supervisor(rmq_app, options, concurrency, log_level, log_format, loop)
+            code = anyio.run(supervisor.run, backend_options=backend)
+            if supervisor.failure is not None:
+                fail(supervisor.failure, code)
             raise typer.Exit(code)
         anyio.run(run_worker, rmq_app, options, backend_options=backend)
+    except WorkerStartError as exc:
+        if exc.unavailable:
+            fail(str(exc), EXIT_UNAVAILABLE)
+        if failure_file is not None:  # supervised: the supervisor reports it, once
+            failure_file.write_text(str(exc) + "\n", encoding="utf-8")
+            raise typer.Exit(EXIT_START) from None
+        fail(str(exc), EXIT_START)
     except BrokerUnavailable as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
     except RMQError as exc:
@@ -152,9 +167,9 @@ def run(
     raise typer.Exit(EXIT_OK)
 
 
-async def _supervise(
+def _supervisor(
     rmq_app: App, options: RunOptions, concurrency: int | None, level: str, fmt: str, loop: str
-) -> int:
+) -> Supervisor:
     command = [sys.executable, "-m", "rmq", "worker", "run", options.app_id, "--supervised"]
     if concurrency is not None:
         command += ["--concurrency", str(concurrency)]
@@ -168,7 +183,7 @@ async def _supervise(
     }
     for name in ("RMQ_METRICS_PORT", "RMQ_HEALTH_PORT", "RMQ_EXPORT_STATE"):
         env.pop(name, None)
-    return await Supervisor(settings, options, command, env).run()
+    return Supervisor(settings, options, command, env)
 
 
 @app.command("check")

@@ -20,6 +20,7 @@ from .consumer import ConsumerSpec, PullConsumer
 from .dlq import DeadLetter, DeadLetters
 from .errors import (
     BrokerError,
+    BrokerFull,
     BrokerUnavailable,
     ConfigError,
     ConsumerError,
@@ -52,6 +53,7 @@ from .transaction import Transaction, TransactionSendResult, TransactionState
 __all__ = [
     "App",
     "BrokerError",
+    "BrokerFull",
     "BrokerUnavailable",
     "ConfigError",
     "ConsumerError",

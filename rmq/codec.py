@@ -256,15 +256,22 @@ def decode_fields(
 
 
 def decode_properties(raw: bytes) -> dict[str, str]:
-    """The properties field `p`: a JSON object, or '' for none."""
+    """The properties field `p`: a JSON object of strings, or '' for none.
+
+    Anything else (an entry written by another client: a number, a list, a nested object as a
+    value) raises `DecodeError`, so the consumer dead-letters the entry with the reason.
+    """
     if not raw:
         return {}
     value = _loads(raw)
     if not isinstance(value, dict):
         raise DecodeError("properties field 'p' is not a JSON object")
     for name, item in value.items():
-        if not isinstance(item, str):
-            raise DecodeError(f"property {name!r} is a {type(item).__name__}, not a string")
+        if item.__class__ is not str:
+            raise DecodeError(
+                f"property {name!r} is a JSON {type(item).__name__}, not a string "
+                "(properties are str -> str)"
+            )
     return value
 
 

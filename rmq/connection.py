@@ -1,9 +1,15 @@
-"""Connections to Redis: two pools, error classification and jittered backoff.
+"""Connections to Redis: the pools, error classification and jittered backoff.
 
 - `commands`: finite socket timeout, a blocking pool (callers wait for a free connection instead of
   failing), no automatic retries: rmq retries only what is safe to repeat, itself.
-- `readers`: for blocking XREADGROUP; its socket timeout is longer than any BLOCK rmq issues, and
-  it never re-sends a read (a re-sent `XREADGROUP >` would hide entries in the pending list).
+- `readers`: for blocking reads and pub/sub; its socket timeout is the longest BLOCK rmq issues
+  plus `socket_timeout`, and it never re-sends a read (a re-sent `XREADGROUP >` would hide entries
+  in the pending list).
+- wires (`rmq.wire`): one dedicated connection per hot loop; each round trip runs under one
+  deadline that covers the checkout, the handshake and every reply.
+
+Every client's failures are rmq errors (`rmq.clients`, `rmq.failures`); `stalled()` says whether
+a loop's wire cannot reach Redis (for `/readyz`).
 """
 
 from __future__ import annotations
@@ -20,21 +26,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import (
-    AskError,
-    AuthenticationError,
-    AuthorizationError,
-    ClusterDownError,
-    MovedError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import BrokerError, BrokerUnavailable, RMQError
+from .clients import ClusterCommandClient, CommandClient
+from .errors import BrokerUnavailable, RMQError
+from .failures import describe, is_nogroup, is_transient, translate
 from .router import Node, Router, WireSet
 from .scripts import Scripts
 from .settings import Settings, redact_url
@@ -45,39 +40,8 @@ __all__ = ["Backoff", "RedisConnection", "broker_error", "is_nogroup", "is_trans
 log = logging.getLogger("rmq.connection")
 T = TypeVar("T")
 
-_TRANSIENT_PREFIXES = ("LOADING", "UNBLOCKED", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY ")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors that go away by themselves: connection loss, timeouts, LOADING, failover."""
-    if isinstance(exc, AuthenticationError | AuthorizationError):
-        return False
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError | ReadOnlyError | OSError):
-        return True
-    if isinstance(exc, MovedError | AskError | TryAgainError | ClusterDownError):
-        return True  # cluster resharding or failover: refresh the slot map and go again
-    if isinstance(exc, ResponseError):
-        return str(exc).startswith(_TRANSIENT_PREFIXES)
-    return False
-
-
-def broker_error(exc: BaseException, what: str = "Redis") -> BaseException:
-    """Wrap a redis-py exception in rmq's own tree (rmq errors pass through)."""
-    if isinstance(exc, RMQError) or not isinstance(exc, RedisError | OSError):
-        return exc
-    if isinstance(exc, AuthenticationError | AuthorizationError):
-        wrapped: RMQError = BrokerError(f"{what}: Redis refused the credentials: {exc}")
-    elif is_transient(exc):
-        wrapped = BrokerUnavailable(f"{what}: Redis is unavailable: {type(exc).__name__}: {exc}")
-    else:
-        wrapped = BrokerError(f"{what}: Redis replied: {exc}")
-    wrapped.__cause__ = exc
-    return wrapped
-
-
-def is_nogroup(exc: BaseException) -> bool:
-    """True when Redis says the stream or the consumer group does not exist."""
-    return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")
+broker_error = translate
+"""Wrap a redis-py exception in rmq's own tree (rmq errors pass through): `rmq.failures`."""
 
 
 class Backoff:
@@ -102,6 +66,8 @@ class Backoff:
 def _pool(
     settings: Settings, socket_timeout: float | None, name: str, url: str | None = None
 ) -> BlockingConnectionPool:
+    """A pool; `socket_timeout` None only for wire pools (a `Wire`'s deadline bounds each of its
+    round trips, connect and handshake included)."""
     return BlockingConnectionPool.from_url(
         url or settings.redis_url,
         max_connections=settings.max_connections,
@@ -111,7 +77,7 @@ def _pool(
         retry=Retry(NoBackoff(), 0),
         protocol=2,
         client_name=name,
-        health_check_interval=30,
+        health_check_interval=settings.health_check_interval,
     )
 
 
@@ -129,12 +95,12 @@ class RedisConnection:
         self._client_name = client_name
         seed = Node(
             "seed",
-            Redis(connection_pool=_pool(settings, settings.socket_timeout, client_name)),
+            CommandClient(connection_pool=_pool(settings, settings.socket_timeout, client_name)),
             _pool(settings, None, client_name),
         )
         self.router = Router(settings.redis_url, self._make_pool, seed)
         self.commands: Redis | RedisCluster = seed.client
-        self.readers = Redis(
+        self.readers = CommandClient(
             connection_pool=_pool(
                 settings, settings.block_seconds + settings.socket_timeout, client_name
             )
@@ -161,19 +127,42 @@ class RedisConnection:
             for node in self.router.nodes:
                 await self.scripts.load_all(node.client)
 
-        await self.retry(ready, deadline=time.monotonic() + self.settings.startup_timeout)
+        deadline = time.monotonic() + self.settings.startup_timeout
+        await self.retry(ready, deadline=deadline, cut_at_deadline=True)
 
     def wire(self) -> Wire:
         """A dedicated connection to the (seed) server, for one loop (see `rmq.wire`)."""
-        return Wire(self.router.seed.wire_pool, self.scripts)
+        seed = self.router.seed
+        timeout = self.settings.socket_timeout
+        return Wire(seed.wire_pool, self.scripts, timeout, seed.progress, "seed")
 
     def wire_for(self, key: str | bytes | None) -> Wire:
-        """A dedicated connection to the node that owns `key`, for a loop bound to its queue."""
-        return Wire(self.router.node_for(key).wire_pool, self.scripts)
+        """A dedicated connection to the node that owns `key`, for a loop bound to its queue.
+
+        A loop that replaces its wire (to reconnect) gets one under the same name (the key), so
+        a failure it keeps having still shows in `stalled()`.
+        """
+        node = self.router.node_for(key)
+        name = key.decode() if isinstance(key, bytes) else key
+        return Wire(node.wire_pool, self.scripts, self.settings.socket_timeout, node.progress, name)
 
     def wires(self) -> WireSet:
         """Dedicated connections that route each command to the node owning its key."""
-        return WireSet(self.router, self.scripts)
+        return WireSet(self.router, self.scripts, self.settings.socket_timeout)
+
+    def stalled(self) -> str | None:
+        """Why a loop of this connection cannot reach Redis, or None (see `rmq.wire.Progress`).
+
+        A wire is stalled when a round trip runs past its deadline, or when its round trips have
+        failed for longer than a blocking read may take (`block_seconds + socket_timeout`).
+        """
+        limit = self.settings.block_seconds + self.settings.socket_timeout
+        now = time.monotonic()
+        for node in {id(n): n for n in (self.router.seed, *self.router.nodes)}.values():
+            problem = node.progress.stalled(limit, now)
+            if problem is not None:
+                return problem if node is self.router.seed else f"{node.name}: {problem}"
+        return None
 
     def read_units(self, streams: list[str]) -> list[list[str]]:
         """Streams that one XREAD/XREADGROUP may name together: all of them on one server, one
@@ -201,16 +190,25 @@ class RedisConnection:
         deadline: float | None = None,
         attempts: int | None = None,
         what: str = "Redis",
+        cut_at_deadline: bool = False,
     ) -> T:
         """Run `operation`, retrying transient errors with jittered backoff.
 
         Gives up with `BrokerUnavailable` when `deadline` (monotonic) passes or after `attempts`
-        retries; with neither it retries forever. Only use it for operations safe to repeat.
+        retries; with neither it retries forever. With `cut_at_deadline` an attempt still running
+        at the deadline is cancelled (else each attempt is bounded by its own timeouts). Only use
+        it for operations safe to repeat.
         """
         backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap)
         while True:
             try:
-                return await operation()
+                if deadline is None or not cut_at_deadline:
+                    return await operation()
+                budget = deadline - time.monotonic()
+                if backoff.attempt == 0:  # a deadline already passed still allows one try
+                    budget = max(budget, self.settings.connect_timeout)
+                async with asyncio.timeout(max(0.0, budget)):
+                    return await operation()
             except Exception as exc:
                 if not is_transient(exc):
                     raise broker_error(exc, what) from exc
@@ -218,8 +216,12 @@ class RedisConnection:
                 out_of_time = deadline is not None and time.monotonic() + delay > deadline
                 out_of_tries = attempts is not None and backoff.attempt > attempts
                 if out_of_time or out_of_tries:
+                    cause = exc.__cause__ if isinstance(exc, RMQError) else exc
+                    reason = describe(cause or exc)
+                    if isinstance(cause, TimeoutError) and not str(cause):
+                        reason = "no answer in time"
                     raise BrokerUnavailable(
-                        f"{what} at {self.url} is unavailable: {type(exc).__name__}: {exc}"
+                        f"{what} at {self.url} is unavailable: {reason}"
                     ) from exc
                 log.debug("transient error from %s, retrying in %.2fs: %r", self.url, delay, exc)
                 await asyncio.sleep(delay)
@@ -227,7 +229,7 @@ class RedisConnection:
 
 def _cluster_client(settings: Settings, name: str) -> RedisCluster:
     """A cluster client for everyday commands (it follows MOVED/ASK by itself)."""
-    return RedisCluster.from_url(
+    return ClusterCommandClient.from_url(
         settings.redis_url,
         protocol=2,
         socket_timeout=settings.socket_timeout,

@@ -7,6 +7,7 @@ RMQError
 ├── FilterSyntaxError(ValueError)    a tag or SQL92 filter does not parse (names the column)
 ├── BrokerError                      Redis said something rmq cannot work with
 │   ├── BrokerUnavailable            Redis unreachable after retrying with backoff
+│   ├── BrokerFull                   Redis is out of memory (maxmemory, noeviction): no writes
 │   └── ScriptError                  a Lua script returned an error
 ├── TopicNotFound                    topic does not exist and auto-creation is off
 ├── GroupNotFound                    the consumer group does not exist on the topic (admin)
@@ -20,6 +21,7 @@ RMQError
 │   ├── TransactionNotFound          no such half message (never prepared, or resolved long ago)
 │   └── TransactionStateError        resolved the other way already (commit after rollback, ...)
 ├── ConsumerError                    consumer misconfiguration or lifecycle error
+│   └── WorkerStartError             a worker's app cannot start (reason chained)
 └── HandlerSignal                    raised by handlers to steer the outcome (not logged as errors)
     ├── Retry(delay=None)            consume again later (after `delay`, else the retry policy)
     ├── Reject(reason)               straight to the dead-letter queue
@@ -36,6 +38,7 @@ from datetime import timedelta
 
 __all__ = [
     "BrokerError",
+    "BrokerFull",
     "BrokerUnavailable",
     "ConfigError",
     "ConsumerError",
@@ -58,6 +61,7 @@ __all__ = [
     "TransactionError",
     "TransactionNotFound",
     "TransactionStateError",
+    "WorkerStartError",
 ]
 
 
@@ -95,6 +99,12 @@ class BrokerError(RMQError):
 
 class BrokerUnavailable(BrokerError):
     """Redis could not be reached (or kept failing) within the retry budget."""
+
+
+class BrokerFull(BrokerError):
+    """Redis refused a write because it is out of memory (`maxmemory` reached and a policy that
+    evicts nothing, as a message queue needs): nothing was written. Acknowledging and trimming
+    still work and free memory."""
 
 
 class ScriptError(BrokerError):
@@ -154,6 +164,16 @@ class TransactionStateError(TransactionError):
 
 class ConsumerError(RMQError):
     """A consumer is misconfigured or used outside its lifecycle."""
+
+
+class WorkerStartError(ConsumerError):
+    """A worker's app could not start (before consuming anything): a missing topic with
+    `strict_topics`, an ACL refusal, a full Redis, an unreachable one. The cause is chained;
+    `unavailable` says whether Redis could not be reached (then a later start may succeed)."""
+
+    def __init__(self, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 class HandlerSignal(RMQError):

@@ -3,10 +3,13 @@ checks served by the worker runner.
 
 Every worker process, once its consumer groups are declared and it consumes, adds itself to the
 sorted set `<ns>:heartbeats:<module:app>` (member `<host>:<pid>`, score = epoch ms) every
-`heartbeat_interval` seconds, and removes itself when it exits. `rmq worker check module:app`
-exits 0 when a process on the same host (a container's hostname is its own) beat within three
-intervals, so a container health check needs no port. Old members are pruned as workers beat, and
-the key expires when no worker of the app has beaten for a while.
+`heartbeat_interval` seconds, and removes itself when it exits. It skips its beats while one of its
+loops cannot reach Redis (a stalled wire, see `rmq.wire.Progress`): a worker that consumes nothing
+is not alive for `rmq worker check` nor for the supervisor's `/readyz`.
+
+`rmq worker check module:app` exits 0 when a process on the same host (a container's hostname is
+its own) beat within three intervals, so a container health check needs no port. Old members are
+pruned as workers beat, and the key expires when no worker of the app has beaten for a while.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -44,13 +47,20 @@ def member_name(pid: int | None = None, host: str | None = None) -> str:
 
 
 class Heartbeat:
-    """Beats for one worker process until cancelled; removes itself when it stops."""
+    """Beats for one worker process until cancelled; removes itself when it stops.
 
-    def __init__(self, ctx: Context, app_id: str) -> None:
+    `problem()` (optional) says why the process should not count as alive now (None: it is
+    fine); no beat is written meanwhile.
+    """
+
+    def __init__(
+        self, ctx: Context, app_id: str, problem: Callable[[], str | None] | None = None
+    ) -> None:
         self.ctx = ctx
         self.key = heartbeat_key(ctx.settings.namespace, app_id)
         self.member = member_name()
         self.interval = ctx.settings.heartbeat_interval
+        self.problem = problem
 
     async def beat(self) -> None:
         """One heartbeat: add this process, drop long-dead members, refresh the key's TTL."""
@@ -64,12 +74,22 @@ class Heartbeat:
 
     async def run(self) -> None:
         """Beat every `heartbeat_interval` seconds (errors are logged, not raised)."""
+        withheld: str | None = None
         try:
             while True:
-                try:
-                    await self.beat()
-                except Exception as exc:
-                    log.warning("heartbeat failed: %r", exc)
+                problem = self.problem() if self.problem is not None else None
+                if problem is not None:
+                    if withheld is None:
+                        log.warning("not beating while a loop is stuck: %s", problem)
+                    withheld = problem
+                else:
+                    if withheld is not None:
+                        log.info("beating again: the loops reach Redis")
+                        withheld = None
+                    try:
+                        await self.beat()
+                    except Exception as exc:
+                        log.warning("heartbeat failed: %s", exc)
                 await anyio.sleep(self.interval)
         finally:
             with anyio.move_on_after(self.ctx.settings.socket_timeout, shield=True):

@@ -26,8 +26,9 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError, TryAgainError
 
+from .clients import CommandClient
 from .scripts import Scripts
-from .wire import Wire
+from .wire import DEFAULT_TIMEOUT, Progress, Wire
 
 __all__ = ["Node", "Router", "WireSet", "command_key"]
 
@@ -62,12 +63,13 @@ def node_url(url: str, host: str, port: int) -> str:
 
 
 class Node:
-    """The connections of one server (or cluster primary)."""
+    """The connections of one server (or cluster primary), and the progress of its wires."""
 
     def __init__(self, name: str, client: Redis, wire_pool: BlockingConnectionPool) -> None:
         self.name = name
         self.client = client
         self.wire_pool = wire_pool
+        self.progress = Progress()
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -171,7 +173,7 @@ class Router:
 
     def _new_node(self, host: str, port: int) -> Node:
         url = node_url(self._url, host, port)
-        client = Redis(connection_pool=self._make_pool(url, "commands"))
+        client = CommandClient(connection_pool=self._make_pool(url, "commands"))
         return Node(f"{host}:{port}", client, self._make_pool(url, "wire"))
 
     async def close(self) -> None:
@@ -181,17 +183,22 @@ class Router:
 
 
 class WireSet:
-    """Dedicated connections to every node a loop talks to; routes each command by its key."""
+    """Dedicated connections to every node a loop talks to; routes each command by its key.
 
-    def __init__(self, router: Router, scripts: Scripts) -> None:
+    `timeout` is each wire's default deadline (see `Wire`).
+    """
+
+    def __init__(self, router: Router, scripts: Scripts, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._router = router
         self._scripts = scripts
+        self._timeout = timeout
         self._wires: dict[str, Wire] = {}
 
     def _wire(self, node: Node) -> Wire:
         wire = self._wires.get(node.name)
         if wire is None:
-            wire = self._wires[node.name] = Wire(node.wire_pool, self._scripts)
+            wire = Wire(node.wire_pool, self._scripts, self._timeout, node.progress)
+            self._wires[node.name] = wire
         return wire
 
     def wire_for(self, key: str | bytes | None) -> Wire:

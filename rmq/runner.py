@@ -2,17 +2,26 @@
 
 - `run_worker(app, options)`: one worker process. It runs the app's consumers until SIGTERM or
   SIGINT (then drains; a second signal stops at once), keeps a heartbeat in Redis (see
-  `rmq.health`), and serves `/metrics`, `/healthz` and `/readyz` when given ports.
+  `rmq.health`), and serves `/metrics`, `/healthz` and `/readyz` when given ports. An app that
+  cannot start (before it consumes anything) raises `WorkerStartError` with the reason.
 - `Supervisor`: with `--processes N > 1`, starts N worker processes (`--supervised` children in
   their own process group), restarts one that crashes after a backoff (`restart_delay`, doubling
   up to `restart_delay_cap`), forwards SIGTERM/SIGINT for a graceful drain (a second signal is
   forwarded too and forces the children to stop; a third kills them), and exits 0 when every
   child drained cleanly. It serves one `/metrics` for all children (prometheus_client's
   multiprocess mode, in a directory it wipes at start), with `process_*` per child.
+  A child that cannot start (it writes why to its `--failure-file` and exits) is not restarted:
+  restarting cannot help, so the supervisor drains the others and exits with that child's code
+  and reason (`Supervisor.failure`). A child that could not reach Redis is restarted.
 
 `/metrics` shows the workers' own series; the Redis-state gauges (lag, pending, DLQ, ...) only
 with `export_state` (`--export-state`), for a single deployment that runs no `rmq metrics serve`:
 every endpoint that exports them adds one more copy of each gauge.
+
+Readiness (`/readyz`): the app started, Redis answers, and no loop of the app is stuck: a round
+trip past its deadline, or round trips failing for longer than a blocking read may take
+(`RedisConnection.stalled`). A stuck worker also stops beating, so the supervisor's `/readyz` and
+`rmq worker check` see it too.
 
 A supervised child stops gracefully by itself if its supervisor dies.
 """
@@ -40,12 +49,13 @@ from . import metrics, metrics_export
 from .app import App
 from .connection import Backoff
 from .context import Context
+from .errors import BrokerUnavailable, ProducerClosed, RMQError, WorkerStartError
 from .health import Heartbeat, alive_members, heartbeat_key, member_name
 from .httpserver import Response, Route, serve, text
 from .metrics_state import StateCollector
 from .settings import Settings
 
-__all__ = ["RunOptions", "Supervisor", "run_worker"]
+__all__ = ["RunOptions", "Supervisor", "run_worker", "start_error"]
 
 log = logging.getLogger("rmq.runner")
 
@@ -67,6 +77,16 @@ class RunOptions:
     supervised: bool = False
     export_state: bool = False
     """Also serve the Redis-state gauges on /metrics (once per Redis: see the module doc)."""
+
+
+def start_error(app_id: str, exc: RMQError) -> WorkerStartError:
+    """`exc` (raised while starting `app_id`) as a one-line `WorkerStartError`."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    error = WorkerStartError(
+        f"cannot start {app_id}: {reason}", unavailable=isinstance(exc, BrokerUnavailable)
+    )
+    error.__cause__ = exc
+    return error
 
 
 async def _open_ops(settings: Settings, name: str) -> Context:
@@ -122,9 +142,23 @@ async def _start_http(
 # ---------------------------------------------------------------------- one process
 
 
+def _stuck(app: App) -> str | None:
+    """Why `app`'s loops cannot reach Redis, or None (see `RedisConnection.stalled`)."""
+    try:
+        return app.context.conn.stalled()
+    except ProducerClosed:
+        return "the app is closed"
+
+
 async def run_worker(app: App, options: RunOptions) -> None:
-    """Run `app`'s consumers in this process until a signal (or `app.stop()`) and a drain."""
-    ops = await _open_ops(app.settings, app.name)
+    """Run `app`'s consumers in this process until a signal (or `app.stop()`) and a drain.
+
+    Raises `WorkerStartError` when the app cannot start (nothing was consumed).
+    """
+    try:
+        ops = await _open_ops(app.settings, app.name)
+    except RMQError as exc:
+        raise start_error(options.app_id, exc) from exc
     ready = anyio.Event()
     state = StateCollector(ops) if options.export_state else None
     exposition = metrics_export.Exposition(state=state, directory=metrics_export.multiprocess_dir())
@@ -132,6 +166,9 @@ async def run_worker(app: App, options: RunOptions) -> None:
     async def readyz() -> Response:
         if not ready.is_set():
             return text(503, "starting: consumer groups not declared yet\n")
+        problem = _stuck(app)
+        if problem is not None:
+            return text(503, f"stuck: {problem}\n")
         if not await _redis_ok(ops):
             return text(503, "Redis unreachable\n")
         return text(200, "ready\n")
@@ -145,9 +182,12 @@ async def run_worker(app: App, options: RunOptions) -> None:
                     await _start_http(
                         tg, options, exposition.route, {"/healthz": _healthz, "/readyz": readyz}
                     )
-                await tg.start(partial(_run_app, app, tg))
+                try:
+                    await tg.start(partial(_run_app, app, tg))
+                except RMQError as exc:
+                    raise start_error(options.app_id, exc) from exc
                 ready.set()
-                tg.start_soon(Heartbeat(ops, options.app_id).run)
+                tg.start_soon(Heartbeat(ops, options.app_id, partial(_stuck, app)).run)
                 if options.supervised:
                     tg.start_soon(_watch_parent, app, os.getppid())
     finally:
@@ -155,12 +195,32 @@ async def run_worker(app: App, options: RunOptions) -> None:
             await ops.conn.close()
 
 
+class _Started:
+    """A task status that remembers whether `started()` was called."""
+
+    def __init__(self, status: TaskStatus[None]) -> None:
+        self.status = status
+        self.done = False
+
+    def started(self, value: None = None) -> None:
+        self.done = True
+        self.status.started(value)
+
+
 async def _run_app(app: App, tg: TaskGroup, *, task_status: TaskStatus[None]) -> None:
-    """Run the app; when it returns (drained), stop the heartbeat and the servers."""
+    """Run the app; when it returns (drained), stop the heartbeat and the servers.
+
+    An app that fails before it started raises to `tg.start()` (cancelling the task group first
+    would lose that error).
+    """
+    status = _Started(task_status)
     try:
-        await app.run(task_status=task_status)
-    finally:
-        tg.cancel_scope.cancel()
+        await app.run(task_status=status)
+    except BaseException:
+        if status.done:
+            tg.cancel_scope.cancel()
+        raise
+    tg.cancel_scope.cancel()
 
 
 async def _watch_parent(app: App, parent: int) -> None:
@@ -191,10 +251,15 @@ class Supervisor:
         self.processes: dict[int, Process] = {}
         self.exit_codes: dict[int, int] = {}
         self.restarts = 0
+        self.failure: str | None = None
+        """Why a worker process could not start (then `run` returns its exit code)."""
+        self._failure_code = 0
         self._stop = anyio.Event()
         self._signals = 0
         self._own_dir = False
         self.directory = ""
+        self._failures = ""
+        self._tg: TaskGroup | None = None
 
     @property
     def stopping(self) -> bool:
@@ -202,8 +267,16 @@ class Supervisor:
         return self._stop.is_set()
 
     async def run(self) -> int:
-        """Supervise until a signal and a drain; returns the exit code (0: every child drained)."""
-        ops = await _open_ops(self.settings, f"{socket.gethostname()}-{os.getpid()}")
+        """Supervise until a signal and a drain; returns the exit code (0: every child drained;
+        a child's own code when it could not start, with `failure` saying why).
+
+        Raises `WorkerStartError` when the supervisor itself cannot reach or use Redis.
+        """
+        try:
+            ops = await _open_ops(self.settings, f"{socket.gethostname()}-{os.getpid()}")
+        except RMQError as exc:
+            raise start_error(self.options.app_id, exc) from exc
+        self._failures = tempfile.mkdtemp(prefix="rmq-start-")
         try:
             self.directory = self._metrics_dir()
             env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": self.directory}
@@ -218,6 +291,7 @@ class Supervisor:
 
             with _unwrapped():
                 async with anyio.create_task_group() as tg:
+                    self._tg = tg
                     routes = {"/healthz": _healthz, "/readyz": readyz}
                     await _start_http(tg, self.options, exposition.route, routes)
                     tg.start_soon(self._watch_signals, tg)
@@ -230,6 +304,10 @@ class Supervisor:
                 await ops.conn.close()
             if self._own_dir:
                 shutil.rmtree(self.directory, ignore_errors=True)
+            shutil.rmtree(self._failures, ignore_errors=True)
+        if self.failure is not None:
+            log.error("stopped: %s", self.failure)
+            return self._failure_code or 1
         clean = all(code == 0 for code in self.exit_codes.values())
         log.info("all worker processes exited (%s)", "clean drain" if clean else "not clean")
         return 0 if clean else 1
@@ -268,9 +346,12 @@ class Supervisor:
 
     async def _slot(self, index: int, env: dict[str, str]) -> None:
         backoff = Backoff(self.settings.restart_delay, self.settings.restart_delay_cap)
+        failure_file = Path(self._failures) / f"{index}.failure"
+        command = [*self.command, "--failure-file", str(failure_file)]
         while not self._stop.is_set():
+            failure_file.unlink(missing_ok=True)
             proc = await anyio.open_process(
-                self.command, env=env, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
+                command, env=env, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
                 start_new_session=True,
             )  # fmt: skip
             self.processes[index] = proc
@@ -291,6 +372,11 @@ class Supervisor:
                 self.exit_codes[index] = code
                 log.info("worker process %d (pid %d) exited with %d", index, proc.pid, code)
                 return
+            reason = _read_failure(failure_file)
+            if reason is not None:  # it cannot start: restarting would fail the same way
+                self.exit_codes[index] = code
+                self._give_up(f"worker process {index} {reason}", code)
+                return
             if time.monotonic() - started > _HEALTHY_RUN_SECONDS:
                 backoff.reset()
             delay = backoff.next_delay()
@@ -301,6 +387,18 @@ class Supervisor:
             )  # fmt: skip
             with anyio.move_on_after(delay):
                 await self._stop.wait()
+
+    def _give_up(self, failure: str, code: int) -> None:
+        """A child cannot start: drain the others and stop (exit with `code`)."""
+        if self.failure is None:
+            self.failure, self._failure_code = failure, code
+        if self._stop.is_set():
+            return
+        log.error("%s; not restarting it: stopping the other worker processes", failure)
+        self._stop.set()
+        self._forward(signal.SIGTERM)
+        if self._tg is not None:
+            self._tg.start_soon(self._kill_late)
 
     async def _watch_signals(self, tg: TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -332,3 +430,12 @@ class Supervisor:
                 proc.send_signal(signum)
             except ProcessLookupError:
                 pass
+
+
+def _read_failure(path: Path) -> str | None:
+    """The start failure a child wrote to `path` (one line), or None."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    return " ".join(text.split()) or None

@@ -14,12 +14,15 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from redis.asyncio.connection import Connection, parse_url
+from redis.exceptions import RedisError
 
 from .errors import ConfigError
 from .names import validate_namespace
 
-__all__ = ["Settings", "redact_url"]
+__all__ = ["Settings", "check_redis_url", "redact_url"]
 
 _PASSWORD_IN_QUERY = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
 _TRUE = {"1", "true", "yes", "on"}
@@ -42,6 +45,62 @@ def redact_url(url: str) -> str:
     if netloc == parts.netloc and query == parts.query:
         return url
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+_POOL_OPTIONS = ("max_connections", "timeout", "readonly")
+"""URL query options redis-py hands to the pool (the rest go to each connection)."""
+
+
+def _secrets(url: str) -> list[str]:
+    """The password(s) written in `url` (user info and `password=` query), raw and decoded."""
+    rest = url.partition("://")[2]
+    netloc, _, tail = rest.partition("/")
+    found = []
+    userinfo = netloc.rpartition("@")[0] if "@" in netloc else ""
+    if ":" in userinfo:
+        found.append(userinfo.partition(":")[2])
+    query = tail.partition("?")[2] or rest.partition("?")[2]
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name.lower() == "password":
+            found.append(value)
+    return [secret for raw in found if raw for secret in {raw, unquote(raw)}]
+
+
+def check_redis_url(url: str) -> None:
+    """Raise `ConfigError` (never showing a password) unless `url` is a Redis URL rmq can use:
+    redis://, rediss:// or unix://, a valid port and host, a numeric database, known options."""
+    shown = redact_url(url)
+
+    def bad(reason: str) -> ConfigError:
+        for secret in _secrets(url):
+            reason = reason.replace(secret, "***")
+        return ConfigError(f"redis_url {shown!r} is malformed: {reason} (set RMQ_REDIS_URL)")
+
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"redis_url {shown!r} must start with redis://, rediss:// or unix:// "
+            "(set RMQ_REDIS_URL)"
+        )
+    try:
+        options: dict[str, Any] = dict(parse_url(url))
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    if not url.startswith("unix://"):
+        database = urlsplit(url).path.lstrip("/")
+        if database and not database.isdigit():
+            raise bad(f"the database {database!r} is not a number (redis://host:port/<db>)")
+    if options.get("protocol", 2) not in (2, "2"):
+        raise bad("rmq speaks RESP2: leave protocol out of the URL")
+    connection_class = options.pop("connection_class", Connection)
+    for name in _POOL_OPTIONS:
+        options.pop(name, None)
+    try:
+        connection_class(**options)  # no I/O: checks option names and values
+    except TypeError as exc:
+        raise bad(f"unknown option in the URL ({exc})") from None
+    except (RedisError, ValueError) as exc:
+        raise bad(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +127,8 @@ class Settings:
     """First delay of the jittered exponential backoff after a transient Redis error."""
     backoff_cap: float = 2.0
     """Longest delay of that backoff."""
+    health_check_interval: float = 30.0
+    """A pooled connection idle this long is checked with a PING before its next command."""
 
     # Topics and messages
     default_queues: int = 4
@@ -166,17 +227,16 @@ class Settings:
 
     def __post_init__(self) -> None:
         validate_namespace(self.namespace)
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                f"redis_url {redact_url(self.redis_url)!r} must start with redis://, rediss:// "
-                "or unix:// (set RMQ_REDIS_URL)"
-            )
+        if not isinstance(self.redis_url, str):
+            raise ConfigError(f"redis_url must be a str, got {type(self.redis_url).__name__}")
+        check_redis_url(self.redis_url)
         positive = (
             "connect_timeout", "socket_timeout", "max_connections", "default_queues",
             "max_body_bytes", "send_timeout", "dedup_window", "max_batch_messages",
             "max_pending_sends", "concurrency", "prefetch", "fetch_batch", "read_lanes",
             "block_seconds",
             "visibility_timeout", "claim_interval", "backoff_base", "backoff_cap",
+            "health_check_interval",
             "max_properties_bytes", "max_delay", "promote_batch", "promote_max_sleep",
             "promote_min_sleep", "lease_ttl", "rebalance_interval", "heartbeat_interval",
             "restart_delay", "restart_delay_cap", "transaction_check_immunity",

@@ -133,16 +133,22 @@ class Topics:
             lookup.exception()  # retrieved: a failed background refresh is not an error to log
 
     async def _lookup(self, topic: str) -> TopicInfo:
+        """Read (or create) the topic, retrying a Redis that is briefly away within
+        `send_timeout`, as a send would (both steps are safe to repeat)."""
         validate_topic(topic)
-        info = await self.get(topic)
+        settings = self._conn.settings
+        deadline = time.monotonic() + settings.send_timeout
+        what = f"looking up topic {topic!r}"
+        info = await self._conn.retry(partial(self.get, topic), deadline=deadline, what=what)
         if info is not None:
             return info
-        if self._conn.settings.strict_topics:
+        if settings.strict_topics:
             raise TopicNotFound(
                 f"topic {topic!r} does not exist and strict_topics is on; "
                 f"create it first (rmq topic create {topic})"
             )
-        return await self.create(topic, self._conn.settings.default_queues)
+        create = partial(self.create, topic, settings.default_queues)
+        return await self._conn.retry(create, deadline=deadline, what=f"creating topic {topic!r}")
 
     async def ensure_many(self, topics: list[str]) -> dict[str, TopicInfo]:
         """`ensure` for many topics in a few round trips (one HMGET per chunk, the missing ones

@@ -5,13 +5,27 @@ Each round trip packs every command with hiredis into one write and reads the re
 a pool checkout, per-argument encoding and two timeout contexts per command, which is most of
 the Python cost of a small command. Error replies come back as `ResponseError` objects in the
 result list; commands that failed with NOSCRIPT are re-run once after the scripts are loaded.
-Any connection-level failure (or cancellation) drops the connection; the next call opens a new one.
+
+Every round trip is bounded. Its deadline covers taking a connection from the pool, connecting,
+the handshake (CLIENT SETNAME, AUTH), the write and every reply; without one from the caller it
+is the wire's `timeout` (the `socket_timeout` setting), plus the BLOCK of a blocking read. That
+deadline *is* the socket timeout of a wire's connections (their pool sets none: a per-write
+socket timeout would cost a task per write on Python 3.11). Any connection-level failure, timeout
+or cancellation drops the connection, so a connection that went silent is never used again; the
+next round trip opens a new one.
+
+`Progress` watches the wires of one server for readiness: a wire whose round trip runs past its
+deadline, or whose round trips have kept failing for longer than a blocking read may take, is
+stalled (see `Progress.stalled`). A wire that is closed while failing hands its failure on to the
+next wire opened under the same name (a loop that reconnects keeps its history).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
+import weakref
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -22,25 +36,119 @@ from redis.exceptions import ResponseError
 
 from .scripts import Scripts
 
-__all__ = ["Wire"]
+__all__ = ["DEFAULT_TIMEOUT", "Progress", "Wire", "block_seconds"]
 
 _pack = hiredis.pack_command
+DEFAULT_TIMEOUT = 10.0
+"""A wire's default deadline, in seconds, when none is given (the `socket_timeout` default)."""
+_OVERDUE_MARGIN = 1.0
+"""Seconds past its deadline a round trip may run (a busy event loop) before it counts as stuck."""
+_BLOCKING_READS = frozenset({"XREAD", "XREADGROUP", b"XREAD", b"XREADGROUP"})
+
+
+def block_seconds(commands: Sequence[tuple[Any, ...]]) -> float:
+    """The longest BLOCK (in seconds) of the blocking reads among `commands` (0 when none)."""
+    longest = 0
+    for command in commands:
+        if command and command[0] in _BLOCKING_READS:
+            for i in range(1, len(command) - 1):
+                arg = command[i]
+                if isinstance(arg, str | bytes) and arg in ("BLOCK", b"BLOCK"):
+                    longest = max(longest, int(command[i + 1]))
+                    break
+    return longest / 1000
+
+
+class Progress:
+    """The round trips of every live wire to one server, for readiness."""
+
+    __slots__ = ("_carried", "_wires")
+
+    def __init__(self) -> None:
+        self._wires: weakref.WeakSet[Wire] = weakref.WeakSet()
+        self._carried: dict[str, tuple[float, float]] = {}  # name -> (failing since, closed at)
+
+    def add(self, wire: Wire, name: str | None) -> float | None:
+        """Watch `wire`; returns the failure it inherits from a wire of the same name closed
+        recently while failing (its start, monotonic), or None."""
+        self._wires.add(wire)
+        if name is None:
+            return None
+        carried = self._carried.pop(name, None)
+        return None if carried is None else carried[0]
+
+    def carry(self, name: str, failing_since: float, window: float) -> None:
+        """A wire named `name` closes while failing: its next namesake (within `window` seconds)
+        inherits the failure. Older carried failures are forgotten."""
+        now = time.monotonic()
+        for old, (_, closed) in list(self._carried.items()):
+            if now - closed > window:
+                del self._carried[old]
+        self._carried[name] = (failing_since, now)
+
+    def stalled(self, limit: float, now: float | None = None) -> str | None:
+        """Why a wire to this server is stuck, or None.
+
+        Stuck: a round trip is running past its deadline (the event loop is starved or a deadline
+        did not fire), or a wire still in use (a round trip within `limit` seconds) has had its
+        round trips fail for `limit` seconds without one succeeding (a loop that cannot reach
+        Redis: it consumes nothing). A wire that failed and was not used since (a producer's,
+        between sends) is not stuck.
+        """
+        now = time.monotonic() if now is None else now
+        for wire in list(self._wires):
+            if wire.busy_until and now > wire.busy_until + _OVERDUE_MARGIN:
+                return f"a round trip to Redis is {now - wire.busy_until:.1f}s past its deadline"
+            failing = wire.failing_since
+            if failing is not None and now - failing >= limit and now - wire.tried_at <= limit:
+                where = f" (the loop on {wire.name})" if wire.name else ""
+                return f"round trips to Redis have failed for {now - failing:.1f}s{where}"
+        return None
 
 
 class Wire:
-    """One connection taken from `pool` and kept for this wire's lifetime."""
+    """One connection taken from `pool` and kept for this wire's lifetime.
 
-    __slots__ = ("_conn", "_pool", "_scripts")
+    `timeout` is the default deadline of a round trip (plus the BLOCK of a blocking read);
+    `progress` (optional) watches it for readiness, under `name`.
+    """
 
-    def __init__(self, pool: ConnectionPool, scripts: Scripts) -> None:
+    __slots__ = (
+        "__weakref__", "_conn", "_pool", "_progress", "_scripts", "_timeout", "busy_until",
+        "failing_since", "name", "tried_at",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        scripts: Scripts,
+        timeout: float = DEFAULT_TIMEOUT,
+        progress: Progress | None = None,
+        name: str | None = None,
+    ) -> None:
         self._pool = pool
         self._scripts = scripts
+        self._timeout = timeout
         self._conn: AbstractConnection | None = None
+        self._progress = progress
+        self.name = name
+        self.busy_until = 0.0
+        """Monotonic deadline of the round trip in flight (0.0 when idle)."""
+        self.tried_at = 0.0
+        """Monotonic start of the latest round trip."""
+        self.failing_since = None if progress is None else progress.add(self, name)
+        """Monotonic start of the first of the round trips that failed since the last success."""
 
     async def execute(
         self, commands: Sequence[tuple[Any, ...]], seconds: float | None = None
     ) -> list[Any]:
-        """Send `commands` in one write, return one reply (or ResponseError) per command."""
+        """Send `commands` in one write, return one reply (or ResponseError) per command.
+
+        `seconds` bounds the round trip (default: the wire's timeout plus any BLOCK); past it the
+        call raises `TimeoutError` and the connection is dropped.
+        """
+        if seconds is None:
+            seconds = self._timeout + block_seconds(commands)
         replies = await self._round_trip(commands, seconds)
         return await self._scripts.recover(
             commands, replies, partial(self._round_trip, seconds=seconds),
@@ -55,26 +163,31 @@ class Wire:
         return reply
 
     async def close(self) -> None:
-        """Give the connection back to the pool."""
+        """Give the connection back to the pool (a failing wire hands its failure on)."""
         conn, self._conn = self._conn, None
+        progress = self._progress
+        if progress is not None and self.failing_since is not None and self.name is not None:
+            progress.carry(self.name, self.failing_since, self._timeout * 2)
+            self.failing_since = None
         if conn is not None:
             await self._pool.release(conn)
 
-    async def _load_scripts(self, seconds: float | None) -> None:
+    async def _load_scripts(self, seconds: float) -> None:
         commands = [("SCRIPT", "LOAD", script.source) for script in self._scripts]
         for reply in await self._round_trip(commands, seconds):
             if isinstance(reply, ResponseError):
                 raise reply
 
-    async def _round_trip(
-        self, commands: Sequence[tuple[Any, ...]], seconds: float | None
-    ) -> list[Any]:
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+    async def _round_trip(self, commands: Sequence[tuple[Any, ...]], seconds: float) -> list[Any]:
         packed = [_pack(command) for command in commands]
+        started = self.tried_at = time.monotonic()
+        self.busy_until = started + seconds
+        conn = self._conn
         try:
             async with asyncio.timeout(seconds):
+                if conn is None:
+                    # checkout, connect and handshake run inside the deadline too
+                    conn = self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
                 await conn.send_packed_command(packed, check_health=False)
                 replies: list[Any] = []
                 for _ in packed:
@@ -82,11 +195,17 @@ class Wire:
                         replies.append(await conn.read_response(timeout=math.inf))
                     except ResponseError as error:
                         replies.append(error)
-                return replies
-        except BaseException:
-            self._conn = None
-            await asyncio.shield(_drop(self._pool, conn))
+        except BaseException as exc:
+            self.busy_until = 0.0
+            if not isinstance(exc, asyncio.CancelledError) and self.failing_since is None:
+                self.failing_since = started  # cancelled by its caller: not Redis's failure
+            if conn is not None:
+                self._conn = None
+                await asyncio.shield(_drop(self._pool, conn))
             raise
+        self.busy_until = 0.0
+        self.failing_since = None
+        return replies
 
 
 async def _drop(pool: ConnectionPool, conn: AbstractConnection) -> None:

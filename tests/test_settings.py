@@ -80,6 +80,7 @@ def test_every_field_is_settable_from_env() -> None:
         "RMQ_STARTUP_TIMEOUT": "0",
         "RMQ_BACKOFF_BASE": "0.1",
         "RMQ_BACKOFF_CAP": "3",
+        "RMQ_HEALTH_CHECK_INTERVAL": "7",
         "RMQ_DEFAULT_QUEUES": "16",
         "RMQ_STRICT_TOPICS": "true",
         "RMQ_MAX_BODY_BYTES": "1000",
@@ -130,6 +131,7 @@ def test_every_field_is_settable_from_env() -> None:
         startup_timeout=0.0,
         backoff_base=0.1,
         backoff_cap=3.0,
+        health_check_interval=7.0,
         default_queues=16,
         strict_topics=True,
         max_body_bytes=1000,
@@ -295,6 +297,7 @@ POSITIVE = [
     "claim_interval",
     "backoff_base",
     "backoff_cap",
+    "health_check_interval",
 ]
 NON_NEGATIVE = [
     "send_retries", "shutdown_grace", "startup_timeout", "compress_threshold", "retention",
@@ -473,9 +476,56 @@ def test_redact_url_never_raises_nor_leaks_on_odd_urls(url: str) -> None:
     assert "secret" not in redacted
 
 
-def test_repr_with_bad_port_does_not_raise() -> None:
-    s = Settings(redis_url="redis://u:secret@host:99999/0")
-    assert "secret" not in repr(s)
+MALFORMED_URLS = [
+    ("redis://u:secret@host:notaport/0", "Port could not be cast"),
+    ("redis://u:secret@host:99999/0", "Port out of range"),
+    ("redis://u:secret@host:-1/0", "Port could not be cast"),
+    ("redis://u:secret@[::1/0", "Invalid IPv6 URL"),
+    ("redis://u:secret@host:6379/db0", "database 'db0' is not a number"),
+    ("redis://u:secret@host:6379/0?socket_timeout=soon", "socket_timeout"),
+    ("redis://u:secret@host:6379/0?db=x", "db"),
+    ("redis://u:secret@host:6379/0?colour=blue", "unknown option"),
+    ("rediss://u:secret@host:6379/0?ssl_cert_reqs=maybe", "SSL Certificate Requirements"),
+    ("redis://u:secret@host:6379/0?protocol=3", "RESP2"),
+    ("redis://host:6379/0?password=secret&colour=1", "unknown option"),
+]
+
+
+@pytest.mark.parametrize(("url", "reason"), MALFORMED_URLS)
+def test_malformed_url_is_a_config_error_without_the_password(url: str, reason: str) -> None:
+    """A bad port, a broken IPv6 address, a non-numeric database or an option redis-py would
+    choke on when connecting is refused when the settings are made: a ConfigError naming the
+    problem and the variable, never a traceback later, never the password."""
+    with pytest.raises(ConfigError, match="malformed") as info:
+        Settings(redis_url=url)
+    message = str(info.value)
+    assert reason in message
+    assert "RMQ_REDIS_URL" in message
+    assert "secret" not in message
+    with pytest.raises(ConfigError) as from_env:
+        Settings.from_env({"RMQ_REDIS_URL": url})
+    assert "secret" not in str(from_env.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://u:p@ss:w@rd@host:1/0",
+        "redis://[::1]:6379/0",
+        "redis://:6379/0",
+        "redis://host:6379/0?socket_keepalive=true&health_check_interval=5",
+        "rediss://host:6380/0?ssl_cert_reqs=none",
+        "unix:///tmp/redis.sock?db=1",
+        "redis://host:6379/0?max_connections=3",
+    ],
+)
+def test_well_formed_urls_are_accepted(url: str) -> None:
+    assert Settings(redis_url=url).redis_url == url
+
+
+def test_non_str_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="redis_url must be a str"):
+        Settings(redis_url=6379)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

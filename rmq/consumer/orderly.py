@@ -227,6 +227,9 @@ class OrderlyConsumer:
                     for wire in wires.values():  # reconnect (a queue may have moved nodes)
                         await wire.close()
                     wires.clear()
+                    for owned in self.owned.values():  # a lost reply may have delivered entries
+                        if owned.phase == "live":
+                            owned.phase, owned.drain_from = "drain", "0"
                     continue
                 backoff.reset()
                 if not fetched:

@@ -1,4 +1,10 @@
-"""A parsed selector compiled into closures that evaluate it (three-valued logic)."""
+"""A parsed selector compiled into closures that evaluate it (three-valued logic).
+
+The closures never raise, whatever the properties hold: a value that is not a string (a
+number, a list, a nested object from an entry written by another client) compares by its type
+(numbers as numbers), and anything it cannot be compared as is unknown. (Consumers dead-letter
+entries whose properties are not all strings before filtering; this is the second line.)
+"""
 
 from __future__ import annotations
 
@@ -196,7 +202,7 @@ def _comparison(op: CompareOp, left: Value, right: Value) -> Pred:
             text = right.value
             if op == "=":
                 return lambda tag, props: props.get(name) == text
-            return lambda tag, props: (v := props.get(name)) is not None and v != text
+            return lambda tag, props: (v := props.get(name)).__class__ is str and v != text
     get_left, get_right = _getter(left), _getter(right)
     return lambda tag, props: _compare(op, get_left(tag, props), get_right(tag, props)) is True
 
@@ -209,8 +215,9 @@ def _is_plain(node: Value) -> bool:
 def _property_vs_number(name: str, op: Callable[[Any, Any], bool], number: float) -> Pred:
     def check(tag: Tag, props: Props) -> bool:
         text = props.get(name)
-        if text is None:
-            return False
+        if text.__class__ is not str:
+            value = _numeric(text)  # None (missing), a number, or anything else: unknown
+            return value is not None and op(value, number)
         if text.isdigit() and text.isascii() and len(text) < 19:  # the common case, inlined
             return op(int(text), number)
         value = _to_number(text)
@@ -231,9 +238,7 @@ def _between(node: Between, want: bool) -> Pred | None:
 
     def check(tag: Tag, props: Props) -> bool:
         text = props.get(name)
-        if text is None:
-            return False
-        value = _to_number(text)
+        value = _to_number(text) if text.__class__ is str else _numeric(text)
         return value is not None and (low <= value <= high) == inside
 
     return check
@@ -243,12 +248,12 @@ def _in(prop: Property, items: frozenset[str], inside: bool) -> Pred:
     if _is_plain(prop):
         name = prop.name
         if inside:
-            return lambda tag, props: props.get(name) in items
-        return lambda tag, props: (v := props.get(name)) is not None and v not in items
+            return lambda tag, props: (v := props.get(name)).__class__ is str and v in items
+        return lambda tag, props: (v := props.get(name)).__class__ is str and v not in items
     get = _getter(prop)
     if inside:
-        return lambda tag, props: get(tag, props) in items
-    return lambda tag, props: (v := get(tag, props)) is not None and v not in items
+        return lambda tag, props: (v := get(tag, props)).__class__ is str and v in items
+    return lambda tag, props: (v := get(tag, props)).__class__ is str and v not in items
 
 
 def _text(node: TextMatch, holds: bool) -> Pred:
@@ -268,7 +273,7 @@ def _text(node: TextMatch, holds: bool) -> Pred:
 
         def check_property(tag: Tag, props: Props) -> bool:
             value = props.get(name)
-            return value is not None and test(value, pattern) is holds
+            return value.__class__ is str and test(value, pattern) is holds
 
         return check_property
     get = _getter(node.value)

@@ -1,5 +1,7 @@
-#!lua
+#!lua flags=allow-oom
 -- Move a broadcasting instance's offset on one queue forward, only from the value it last wrote.
+-- Runs when Redis is full (flag allow-oom): it moves a broadcasting offset forward
+-- (overwrites a hash field).
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:bcast:<group>   hash: instance id -> last handled entry id

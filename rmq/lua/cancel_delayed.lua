@@ -1,5 +1,6 @@
-#!lua
+#!lua flags=allow-oom
 -- Cancel a delayed message that is not delivered yet (RocketMQ 5's recall).
+-- Runs when Redis is full (flag allow-oom): it only removes.
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:delay     zset: msg_id -> due ms

@@ -1,5 +1,7 @@
-#!lua
+#!lua flags=allow-oom
 -- Claim or renew a broadcasting instance slot (a heartbeat lease on an instance id).
+-- Runs when Redis is full (flag allow-oom): it renews a small lease key, so broadcasting
+-- consumers keep running.
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:bslot:<group>:<instance id>   value = the holder's token, PX = ttl

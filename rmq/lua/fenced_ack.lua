@@ -1,5 +1,6 @@
-#!lua
+#!lua flags=allow-oom
 -- Acknowledge entries of an orderly queue, only while the caller holds the queue's lease.
+-- Runs when Redis is full (flag allow-oom): it only acknowledges.
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:s               the queue stream

@@ -1,5 +1,6 @@
-#!lua
+#!lua flags=no-writes
 -- Scan one bounded slice of a queue stream for entries with a given msg_id or key.
+-- Read-only (flag no-writes): it also runs when Redis is full.
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:s    the queue stream

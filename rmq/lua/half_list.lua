@@ -1,7 +1,8 @@
-#!lua
+#!lua flags=no-writes
 -- List the half (prepared, unresolved) messages of one queue by next check time, changing
 -- nothing: what `rmq transaction list` reads. The payload is packed with cmsgpack, which only
 -- Lua unpacks, hence a script.
+-- Read-only (flag no-writes): it also runs when Redis is full.
 -- luacheck: globals redis KEYS ARGV cmsgpack
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:half             zset: msg_id -> next check ms (every group), or

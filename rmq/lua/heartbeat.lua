@@ -1,5 +1,7 @@
-#!lua
+#!lua flags=allow-oom
 -- Record a group member as alive, forget members silent for longer than the ttl, list the rest.
+-- Runs when Redis is full (flag allow-oom): it renews a member's heartbeat, so orderly
+-- members keep their queues.
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:members:<topic>:<group>   zset: member id -> last heartbeat (server ms)

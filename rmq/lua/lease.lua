@@ -1,5 +1,7 @@
-#!lua
+#!lua flags=allow-oom
 -- Acquire, renew or release an orderly consumption lease on one queue (owner-checked).
+-- Runs when Redis is full (flag allow-oom): it renews or releases a small lease key, so
+-- orderly consumers keep their queues.
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:lease:<group>   the lease: value = the holder's token, PX = ttl

@@ -1,5 +1,6 @@
-#!lua
+#!lua flags=allow-oom
 -- Acknowledge entries received by a pull consumer.
+-- Runs when Redis is full (flag allow-oom): it only acknowledges.
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:s            the queue stream

@@ -1,5 +1,6 @@
-#!lua
+#!lua flags=allow-oom
 -- Change how long a received entry stays invisible (RocketMQ's changeInvisibleDuration).
+-- Runs when Redis is full (flag allow-oom): it only moves an invisible-until time.
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:s            the queue stream

@@ -1,5 +1,7 @@
-#!lua
+#!lua flags=allow-oom
 -- Receive up to N messages for a pull (simple) consumer, hiding them for an invisible duration.
+-- Runs when Redis is full (flag allow-oom): it reads as XREADGROUP does (which Redis allows
+-- when full), so pull consumers keep draining.
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:s            the queue stream

@@ -1,5 +1,6 @@
-#!lua
+#!lua flags=allow-oom
 -- Delete consumers of a group that own no pending entries and have been idle for a long time.
+-- Runs when Redis is full (flag allow-oom): it only removes.
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:s    the queue stream

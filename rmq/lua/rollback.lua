@@ -1,5 +1,6 @@
-#!lua
+#!lua flags=allow-oom
 -- Roll back half messages of one transaction on one queue: they are discarded, never delivered.
+-- Runs when Redis is full (flag allow-oom): it removes half messages (recording a short outcome).
 -- luacheck: globals redis KEYS ARGV cmsgpack
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:half             zset: msg_id -> next check ms (every group)

@@ -1,5 +1,7 @@
-#!lua
+#!lua flags=allow-oom
 -- Reset (or set) the idle time of pending entries that this consumer still owns.
+-- Runs when Redis is full (flag allow-oom): it only resets idle times (XCLAIM, which Redis
+-- allows when full).
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:{<topic>:<q>}:s    the queue stream

@@ -1,6 +1,7 @@
-#!lua
+#!lua flags=allow-oom
 -- Retention: trim one queue's stream and its groups' retry streams, never removing an entry a
 -- group has not acknowledged (undelivered, or pending in a group's PEL) unless a hard cap is set.
+-- Runs when Redis is full (flag allow-oom): it only removes.
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]    <ns>:{<topic>:<q>}:s      the queue stream

@@ -16,6 +16,8 @@ from tests.scripts import SCRIPTS, call, connect, queue_keys
 
 LUA_DIR = Path(rmq.__file__).parent / "lua"
 LUA_FILES = sorted(LUA_DIR.glob("*.lua"))
+SCRIPT_FLAGS = {"no-writes", "allow-oom"}
+"""The Redis 7 script flags rmq uses (allow-stale, no-cluster, allow-cross-slot-keys: never)."""
 
 
 @dataclass
@@ -73,8 +75,15 @@ def problems(path: Path) -> list[str]:
     """Everything wrong with one script's shebang and header (empty when it is fine)."""
     p = parse(path)
     out: list[str] = []
-    if p.first_line != "#!lua":
+    shebang, _, flags = p.first_line.partition(" ")
+    if shebang != "#!lua":
         out.append("first line is not #!lua")
+    elif flags:
+        named = flags.removeprefix("flags=").split(",") if flags.startswith("flags=") else []
+        if not named or not set(named) <= SCRIPT_FLAGS:
+            out.append(f"shebang flags must be flags=<{'|'.join(sorted(SCRIPT_FLAGS))}>")
+        elif "(flag " not in "\n".join(p.header):
+            out.append("a flagged script says why in its header ('... (flag allow-oom): ...')")
     # KEYS
     keys = documented_keys(p)
     if not keys:
@@ -140,6 +149,15 @@ return n
     [
         (GOOD, None),
         (GOOD.replace("#!lua", "-- no shebang"), "#!lua"),
+        (
+            GOOD.replace("#!lua", "#!lua flags=allow-oom").replace(
+                "A script.", "A (flag allow-oom): x"
+            ),
+            None,
+        ),
+        (GOOD.replace("#!lua", "#!lua flags=allow-oom"), "says why"),
+        (GOOD.replace("#!lua", "#!lua flags=allow-cross-slot-keys"), "shebang flags"),
+        (GOOD.replace("#!lua", "#!lua oom"), "shebang flags"),
         (GOOD.replace("XACK', KEYS[1]", "XACK', KEYS[2]"), "KEYS used"),
         (GOOD.replace("-- KEYS[1]  the stream\n", ""), "no KEYS"),
         (GOOD.replace("-- ARGV[2..] ids\n", ""), "variadic ARGV"),
