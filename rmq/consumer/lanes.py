@@ -99,13 +99,11 @@ class Lane:
         settings = self.ctx.settings
         conn = self.ctx.conn
         backoff = Backoff(settings.backoff_base, settings.backoff_cap)
-        wire: Wire | None = None
+        # One wire for the lane's life: after a failure it reconnects by itself on the next call
+        # (so `stalled()` sees a loop that keeps failing).
+        wire = conn.wire_for(self.node_key)
         try:
             while True:
-                if wire is None:
-                    wire = conn.wire_for(self.node_key)
-                    if self.doorbell:
-                        self.armed.clear()
                 try:
                     if self.doorbell and not self.armed:
                         await self._arm(wire)
@@ -113,15 +111,13 @@ class Lane:
                 except Replan:
                     raise
                 except Exception as exc:
-                    await wire.close()
-                    wire = None
                     for source in self.sources:
                         source.restart()  # a lost reply may have delivered entries: drain them
                     await self._on_error(exc, backoff)
                     continue
                 backoff.reset()
         finally:
-            if wire is not None:
+            with anyio.CancelScope(shield=True):
                 await wire.close()
 
     async def _on_error(self, exc: Exception, backoff: Backoff) -> None:
@@ -151,9 +147,9 @@ class Lane:
             await self._read(wire, ready)
             return
         waiting = [s for s in self.sources if rooms[s.consumer] > 0]
-        for source in self.sources:
-            if source.ready and rooms[source.consumer] <= 0:
-                source.consumer.starved = True
+        for consumer, room in rooms.items():
+            if room <= 0:  # it will call back (`on_room`) once it settles entries
+                consumer.starved = True
         if not waiting:  # every consumer is full: wait until one settles entries
             self.changed.clear()
             await self.changed.wait()

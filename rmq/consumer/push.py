@@ -144,13 +144,21 @@ class PushConsumer:
         trimmed: list[str] = []
         filtered: list[str] = []
         selector = self.spec.filter
-        deliveries = await self._delivery_counts(stream, entries) if redelivered else None
         if entries:
             self.positions.saw(stream, entries[-1][0])
-        for entry_id, fields in entries:
-            offset = entry_id.decode()
-            if offset in held:
-                continue
+        fresh = []
+        for entry in entries:  # held now, before any await: nothing is taken twice
+            offset = entry[0].decode()
+            if offset not in held:
+                held[offset] = now
+                fresh.append((offset, entry))
+        try:
+            deliveries = await self._delivery_counts(stream, entries) if redelivered else None
+        except BaseException:
+            for offset, _ in fresh:  # not taken after all: the next delivery may take them
+                held.pop(offset, None)
+            raise
+        for offset, (entry_id, fields) in fresh:
             if not fields:
                 trimmed.append(offset)
                 continue
@@ -167,12 +175,10 @@ class PushConsumer:
                 except DecodeError as exc:
                     info = self.handling.undecodable(exc)
             if info is not None:
-                held[offset] = now
                 self.held_count += 1
                 self.outcomes.dead_letter(stream, source.queue_id, offset, info)
                 set_aside += 1
                 continue
-            held[offset] = now
             if not selector.match_all and not selector.matches(msg.tag, msg.properties):
                 filtered.append(offset)
                 continue
@@ -184,13 +190,16 @@ class PushConsumer:
             self.outcomes.ack_many(stream, filtered)
         if set_aside:
             self.handling.set_aside(set_aside)
-        if accepted or filtered or set_aside:
-            metrics.in_flight(self.topic, self.group, accepted + len(filtered) + set_aside)
+        if accepted or filtered or set_aside or trimmed:
+            metrics.in_flight(
+                self.topic, self.group, accepted + len(filtered) + set_aside + len(trimmed)
+            )
         if accepted:
             self.held_count += accepted
             self.handling.received(accepted)
             self._wake(accepted)
         if trimmed:
+            self.held_count += len(trimmed)
             self.handling.lost_payloads(stream, len(trimmed))
             self.outcomes.ack_many(stream, trimmed)
 

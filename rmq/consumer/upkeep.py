@@ -112,7 +112,12 @@ class Upkeep:
         for consumer in self.consumers:
             if consumer.room() <= 0:
                 continue
-            due += [s for s in consumer.sources if s.claim_more or s.next_check <= now]
+            due += [
+                s for s in consumer.sources
+                # not while a lane still reads the consumer's own pending entries (the ones a
+                # claim makes its own would come twice)
+                if s.drain is None and (s.claim_more or s.next_check <= now)
+            ]  # fmt: skip
         if not due:
             return False
         visibility_of = {c: int(c.visibility * 1000) for c in self.consumers}
