@@ -1,0 +1,198 @@
+"""What every case of bench/scale.py builds on: the run's `Env` (server, options, settings),
+bounded in-process runs of an app, handled-message counters, fills and rmq's captured warnings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+from redis.asyncio import Redis
+
+import rmq
+
+Row = dict[str, Any]
+PAD = "x" * 60
+QUEUES = 4  # rmq's default queues per topic: every case uses library defaults
+CHUNK = 500  # messages per send_batch / per flush of one-way sends
+
+
+def body(i: int) -> dict[str, Any]:
+    return {"i": i, "t": time.time(), "pad": PAD}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# ---------------------------------------------------------------------- the run's environment
+
+
+@dataclass
+class Env:
+    """The server, the options and the settings every case builds on."""
+
+    url: str
+    args: argparse.Namespace
+    overrides: dict[str, Any]
+    """Settings changes from `--set` (applied to every rmq App and worker process)."""
+    env_overrides: dict[str, str]
+    tmp: Path
+    seq: int = 0
+    log: LogCapture = field(default_factory=lambda: LogCapture())
+
+    def settings(self, **changes: Any) -> rmq.Settings:
+        """Library defaults (not the RMQ_* environment), a fresh namespace, a short shutdown
+        grace (stopping is not measured), `--set` overrides, then `changes`."""
+        self.seq += 1
+        values: dict[str, Any] = {"shutdown_grace": 2.0, **self.overrides, **changes}
+        return rmq.Settings(redis_url=self.url, namespace=f"s{self.seq}", **values)
+
+    def worker_env(self, settings: rmq.Settings, **extra: str) -> dict[str, str]:
+        """RMQ_* variables for a worker process: the same settings as `settings`."""
+        return {
+            **self.env_overrides, "RMQ_REDIS_URL": self.url,
+            "RMQ_NAMESPACE": settings.namespace,
+            "RMQ_SHUTDOWN_GRACE": str(settings.shutdown_grace), **extra,
+        }  # fmt: skip
+
+    def drain_timeout(self, n: int) -> float:
+        """How long `n` messages may take to be handled before a case reports instead."""
+        return float(self.args.drain_base + n / self.args.drain_floor_rate)
+
+    def redis(self, name: str = "scale-probe") -> Redis:
+        return Redis.from_url(self.url, protocol=2, client_name=name)
+
+    async def flushall(self) -> None:
+        async with self.redis() as r:
+            await r.flushall()
+
+
+class LogCapture(logging.Handler):
+    """Collects rmq's warnings and errors during a case (instead of printing them)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = str(record.msg)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if key not in self.examples:
+            self.examples[key] = record.getMessage()[:300]
+
+    def take(self) -> list[dict[str, Any]]:
+        out = [
+            {"count": n, "example": self.examples[k]}
+            for k, n in sorted(self.counts.items(), key=lambda kv: -kv[1])
+        ]
+        self.counts, self.examples = {}, {}
+        return out[:5]
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+class Handled:
+    """Counts handled messages; `done` is set at `target`; keeps each handling time."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.times: list[float] = []
+        self.done = anyio.Event()
+
+    def hit(self) -> None:
+        self.times.append(time.perf_counter())
+        if len(self.times) >= self.target:
+            self.done.set()
+
+    @property
+    def count(self) -> int:
+        return len(self.times)
+
+    def rate(self) -> float | None:
+        t = self.times
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else None
+
+    async def wait(self, within: float) -> bool:
+        """Wait until `target` messages were handled, at most `within` seconds; True if so."""
+        with anyio.move_on_after(within):
+            await self.done.wait()
+        return self.done.is_set()
+
+
+class _Started:
+    """A task_status for `app.run` that only records that it was called."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    def started(self, value: object = None) -> None:
+        self.event.set()
+
+
+@asynccontextmanager
+async def running(app: rmq.App, within: float) -> AsyncIterator[float | None]:
+    """Run `app` in this process; yield the seconds until it reported `started` (None: not
+    `within` that many seconds, it is then cancelled); stop it (bounded) when the block ends."""
+    started = _Started()
+    t0 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(app.run, handle_signals=False, task_status=started))
+        with anyio.move_on_after(within):
+            await started.event.wait()
+        seconds = time.perf_counter() - t0 if started.event.is_set() else None
+        try:
+            yield seconds
+        finally:
+            app.stop()
+            grace = app.settings.shutdown_grace + 10.0
+            tg.cancel_scope.deadline = anyio.current_time() + (grace if seconds else 0.0)
+
+
+async def create_topics(settings: rmq.Settings, topics: list[str]) -> None:
+    """Create `topics` with the public admin API (a deployment has its topics already)."""
+    async with rmq.App(settings) as setup:
+        for part in range(0, len(topics), 100):
+            await asyncio.gather(*[setup.admin.create_topic(t) for t in topics[part : part + 100]])
+
+
+async def fill(app: rmq.App, topic: str, n: int, make: Callable[[int], Any] = body) -> None:
+    for start in range(0, n, CHUNK):
+        await app.send_batch(topic, [make(i) for i in range(start, min(n, start + CHUNK))])
+
+
+async def raw_fill(r: Redis, stream: str, n: int) -> None:
+    for start in range(0, n, 1000):
+        pipe = r.pipeline(transaction=False)
+        for i in range(start, min(n, start + 1000)):
+            pipe.xadd(stream, {"d": orjson.dumps(body(i))})
+        await pipe.execute()
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+@contextmanager
+def capture(env: Env, row: Row) -> Iterator[None]:
+    """Put rmq's warnings logged during the block into `row["log"]`."""
+    env.log.take()
+    try:
+        yield
+    finally:
+        logged = env.log.take()
+        if logged:
+            row["log"] = logged
