@@ -9,9 +9,10 @@ Cases (`--only` takes a comma-separated list of these names):
             Raw: pipelined XGROUP CREATE on every stream, one XREADGROUP over all of them.
 2. idle     a separate `rmq worker run` process on T empty topics, after start-up: its CPU %
             (/proc/<pid>/stat), Redis CPU % (INFO cpu) and commands/s (INFO commandstats).
-3. crash    N entries pending for a dead consumer (XREADGROUP without ack), then a worker with a
-            short visibility timeout: reclaimed msgs/s vs the same settings' fresh consume rate
-            and raw XAUTOCLAIM COUNT 100 + XACK; seconds from the visibility timeout to all handled.
+3. crash    N entries pending for a dead consumer (XREADGROUP without ack), then an in-process
+            app with a short visibility timeout: reclaimed msgs/s vs the same settings' fresh
+            consume rate and raw XAUTOCLAIM COUNT 100 + XACK; seconds from the visibility
+            timeout to all handled.
 4. backlog  N messages already stored, one in-process app: msgs/s vs raw XREADGROUP + XACK;
             Redis CPU per delivered message.
 5. delayed  N delayed messages scheduled, of which R/s come due during the window: Redis CPU per
@@ -223,6 +224,9 @@ def machine_info(server: EmbeddedServer, version: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides, env_overrides = setting_overrides(args.settings)
+    for var in [v for v in os.environ if v.startswith("RMQ_")]:
+        del os.environ[var]  # library defaults everywhere (bench/core.py's and transactions.py's
+        # apps read RMQ_* too); change a setting with --set
     capture = LogCapture()
     rmq_log = logging.getLogger("rmq")
     rmq_log.addHandler(capture)  # rmq's warnings go into the report, not onto the terminal

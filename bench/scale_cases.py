@@ -81,7 +81,8 @@ async def width_rmq(env: Env, n_topics: int, variant: str) -> Row:
             async with rmq.App(settings) as producer:
                 t0 = time.perf_counter()
                 for part in range(0, n_topics, 100):
-                    await asyncio.gather(*[producer.send(t, body(0)) for t in topics[part:][:100]])
+                    sends = [producer.send(t, body(0)) for t in topics[part : part + 100]]
+                    await asyncio.gather(*sends)
                 if await handled.wait(a.consume_timeout):
                     row["consumed_s"] = handled.times[-1] - t0
                 else:
@@ -89,6 +90,8 @@ async def width_rmq(env: Env, n_topics: int, variant: str) -> Row:
                         f"started, but only {handled.count} of {n_topics} messages were handled "
                         f"within {a.consume_timeout:g} s"
                     )
+            held = await connections(r, app_client_prefix(app.name))
+            row["connections"] = max(row["connections"], held)  # pools may grow while busy
     return row
 
 
@@ -203,7 +206,7 @@ async def crash_one(env: Env, n: int) -> Row:
 
         @app.consumer("crash", group="g", start="first")
         async def handle(msg: rmq.Message) -> None:
-            handled.hit()
+            handled.hit(msg.body["i"])
 
         async with app:  # declares the topic and the group
             await fill(app, "crash", n)
@@ -220,6 +223,7 @@ async def crash_one(env: Env, n: int) -> Row:
             finished = await handled.wait(timeout)
             ended = handled.times[-1] if finished else time.perf_counter()
         row["handled"] = handled.count
+        row["duplicates"] = handled.duplicates
         # from the moment everything was claimable: the wait for the first claim counts
         row["reclaim_rate"] = handled.count / max(1e-9, ended - claimable)
         if handled.times:
@@ -293,7 +297,7 @@ async def rmq_backlog(env: Env, n: int, **changes: Any) -> tuple[float | None, f
 
     @app.consumer("backlog", group="g", start="first")
     async def handle(msg: rmq.Message) -> None:
-        handled.hit()
+        handled.hit(msg.body["i"])
 
     async with app:
         await fill(app, "backlog", n)
@@ -351,8 +355,9 @@ async def delayed_one(env: Env, n: int, rate: float) -> Row:
 
         @app.consumer("delayed", group="g")
         async def handle(msg: rmq.Message) -> None:
-            late.append(time.time() - msg.body["due"])
-            handled.hit()
+            if msg.body["k"] not in handled.seen:
+                late.append(time.time() - msg.body["due"])
+            handled.hit(msg.body["k"])
 
         async def schedule(count: int, due: Callable[[int], float]) -> float:
             t0 = time.perf_counter()

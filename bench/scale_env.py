@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import functools
 import logging
-import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -106,14 +105,22 @@ class LogCapture(logging.Handler):
 
 
 class Handled:
-    """Counts handled messages; `done` is set at `target`; keeps each handling time."""
+    """Counts handled messages (each `key` once; repeats are counted in `duplicates`);
+    `done` is set at `target`; keeps each first handling time."""
 
     def __init__(self, target: int) -> None:
         self.target = target
         self.times: list[float] = []
+        self.seen: set[int] = set()
+        self.duplicates = 0
         self.done = anyio.Event()
 
-    def hit(self) -> None:
+    def hit(self, key: int | None = None) -> None:
+        if key is not None:
+            if key in self.seen:
+                self.duplicates += 1
+                return
+            self.seen.add(key)
         self.times.append(time.perf_counter())
         if len(self.times) >= self.target:
             self.done.set()
@@ -159,7 +166,8 @@ async def running(app: rmq.App, within: float) -> AsyncIterator[float | None]:
         finally:
             app.stop()
             grace = app.settings.shutdown_grace + 10.0
-            tg.cancel_scope.deadline = anyio.current_time() + (grace if seconds else 0.0)
+            stopping = grace if seconds is not None else 0.0  # not started: cancel at once
+            tg.cancel_scope.deadline = anyio.current_time() + stopping
 
 
 async def create_topics(settings: rmq.Settings, topics: list[str]) -> None:
@@ -180,10 +188,6 @@ async def raw_fill(r: Redis, stream: str, n: int) -> None:
         for i in range(start, min(n, start + 1000)):
             pipe.xadd(stream, {"d": orjson.dumps(body(i))})
         await pipe.execute()
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 @contextmanager
