@@ -63,7 +63,7 @@ if str(BENCH) not in sys.path:
 
 import core  # noqa: E402  (bench/core.py: git_commit)
 import scale_cases as cases  # noqa: E402
-from scale_env import Env, LogCapture, Row  # noqa: E402
+from scale_env import Env, LogCapture, Row, describe  # noqa: E402
 from scale_report import render  # noqa: E402
 
 import rmq  # noqa: E402
@@ -98,13 +98,6 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:  # pragma: no cover
         return None
     return uvloop.new_event_loop  # type: ignore[no-any-return]
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an exception (a task group's single error is shown as itself)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
 def run_case(env: Env, name: str) -> dict[str, Any]:
@@ -200,9 +193,9 @@ def setting_overrides(pairs: list[str]) -> tuple[dict[str, Any], dict[str, str]]
             raise SystemExit(f"--set wants NAME=VALUE, got {pair!r}")
         env[rmq.Settings.env_var(name.strip())] = value
     names = {rmq.Settings.env_var(f): f for f in rmq.Settings.__dataclass_fields__}
-    unknown = [var for var in env if var not in names]
+    unknown = [var[len("RMQ_") :].lower() for var in env if var not in names]
     if unknown:
-        raise SystemExit(f"--set: unknown setting(s) {', '.join(unknown)}")
+        raise SystemExit(f"--set: unknown setting(s) {', '.join(unknown)} (see rmq.Settings)")
     try:
         parsed = rmq.Settings.from_env(env)
     except rmq.RMQError as exc:

@@ -71,13 +71,13 @@ async def width_rmq(env: Env, n_topics: int, variant: str) -> Row:
 
         for i, topic in enumerate(topics):
             app.consumer(topic, group="g" if variant == "same" else f"g{i}")(handle)
-        async with env.redis() as r, running(app, a.start_timeout) as started:
+        async with env.redis() as r, running(app, a.start_timeout) as run:
             row["connections"] = await connections(r, app_client_prefix(app.name))
             row["server_clients"] = len(await r.client_list()) - 1
-            if started is None:
-                row["status"] = f"did not start within {a.start_timeout:g} s"
+            if run.seconds is None:
+                row["status"] = run.why
                 return row
-            row["started_s"] = started
+            row["started_s"] = run.seconds
             async with rmq.App(settings) as producer:
                 t0 = time.perf_counter()
                 for part in range(0, n_topics, 100):
@@ -167,6 +167,8 @@ async def idle_one(env: Env, n_topics: int) -> Row:
                 row["status"] = (
                     f"did not start within {a.start_timeout + a.import_allowance:g} s "
                     "(process start included)"
+                    if worker.alive()
+                    else f"the worker exited with code {worker.returncode}"
                 )
                 row["worker_log"] = worker.log_tail()
                 worker.stop(grace=3.0)  # stuck starting: no drain to wait for
@@ -216,9 +218,9 @@ async def crash_one(env: Env, n: int) -> Row:
                     pass  # delivered to a consumer that never acknowledges: a crashed one
         claimable = time.perf_counter() + vis  # every entry is claimable from here on
         timeout = a.crash_timeout + vis
-        async with running(app, a.start_timeout) as started:
-            if started is None:
-                row["status"] = f"did not start within {a.start_timeout:g} s"
+        async with running(app, a.start_timeout) as run:
+            if run.seconds is None:
+                row["status"] = run.why
                 return row
             finished = await handled.wait(timeout)
             ended = handled.times[-1] if finished else time.perf_counter()
@@ -236,15 +238,9 @@ async def crash_one(env: Env, n: int) -> Row:
             )
         if handled.count >= 20_000:
             row["first_20k_after_visibility_s"] = handled.times[19_999] - claimable
-        row["fresh_rate"] = await consume_rate(env, n, visibility_timeout=vis)
+        row["fresh_rate"], _, _ = await rmq_backlog(env, n, visibility_timeout=vis)
         row["raw_reclaim_rate"] = await raw_reclaim(env, n, vis)
     return row
-
-
-async def consume_rate(env: Env, n: int, **changes: Any) -> float | None:
-    """One in-process app draining a prefilled backlog of `n`: msgs/s (None: not in time)."""
-    rate, _ = await rmq_backlog(env, n, **changes)
-    return rate
 
 
 async def raw_reclaim(env: Env, n: int, vis: float) -> float:
@@ -278,9 +274,9 @@ async def backlog(env: Env) -> list[Row]:
         row: Row = {"backlog": n, "rmq": [], "raw": [], "redis_us_per_msg": []}
         with capture(env, row):
             for _ in range(runs):
-                rate, cpu = await rmq_backlog(env, n)
+                rate, cpu, why = await rmq_backlog(env, n)
                 if rate is None:
-                    row["status"] = f"not drained within {env.drain_timeout(n):g} s"
+                    row["status"] = why
                     break
                 row["rmq"].append(rate)
                 row["redis_us_per_msg"].append(cpu * 1e6 / n)
@@ -289,8 +285,9 @@ async def backlog(env: Env) -> list[Row]:
     return rows
 
 
-async def rmq_backlog(env: Env, n: int, **changes: Any) -> tuple[float | None, float]:
-    """(msgs/s, Redis CPU seconds) of one in-process app draining `n` prefilled messages."""
+async def rmq_backlog(env: Env, n: int, **changes: Any) -> tuple[float | None, float, str]:
+    """(msgs/s, Redis CPU seconds, "") of one in-process app draining `n` prefilled messages;
+    (None, 0, why) if it could not."""
     await env.flushall()
     app = rmq.App(env.settings(**changes))
     handled = Handled(n)
@@ -303,11 +300,14 @@ async def rmq_backlog(env: Env, n: int, **changes: Any) -> tuple[float | None, f
         await fill(app, "backlog", n)
     async with env.redis() as r:
         before = await ServerStats.take(r)
-        async with running(app, env.args.start_timeout) as started:
-            if started is None or not await handled.wait(env.drain_timeout(n)):
-                return None, 0.0
+        async with running(app, env.args.start_timeout) as run:
+            if run.seconds is None:
+                return None, 0.0, run.why
+            limit = env.drain_timeout(n)
+            if not await handled.wait(limit):
+                return None, 0.0, f"{handled.count:,} of {n:,} drained within {limit:g} s"
         after = await ServerStats.take(r)
-    return handled.rate(), after.cpu - before.cpu
+    return handled.rate(), after.cpu - before.cpu, ""
 
 
 async def raw_backlog(env: Env, n: int) -> float:
@@ -375,9 +375,9 @@ async def delayed_one(env: Env, n: int, rate: float) -> Row:
             speed = await schedule(far, lambda k: later + k / 1000) if far else 0.0
         row["schedule_rate"] = speed or None
         guess = speed if far >= 5000 else 30_000.0
-        async with env.redis() as r, running(app, a.start_timeout) as started:
-            if started is None:
-                row["status"] = f"did not start within {a.start_timeout:g} s"
+        async with env.redis() as r, running(app, a.start_timeout) as run:
+            if run.seconds is None:
+                row["status"] = run.why
                 return row
             start_at = time.time() + 0.5 + 1.3 * due_now / guess
             await schedule(due_now, lambda k: start_at + k / rate)

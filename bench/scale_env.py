@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -150,23 +149,59 @@ class _Started:
         self.event.set()
 
 
+@dataclass
+class Run:
+    """An app running in this process: when it started, or why it did not."""
+
+    within: float
+    seconds: float | None = None
+    """Seconds from `app.run()` until it reported `started`; None if it did not."""
+    error: str | None = None
+    """What `app.run()` raised, if it returned with an error."""
+
+    @property
+    def why(self) -> str:
+        if self.error is not None:
+            return f"app.run() failed: {self.error}"
+        return f"did not start within {self.within:g} s"
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception (a task group's single error is shown as itself)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
 @asynccontextmanager
-async def running(app: rmq.App, within: float) -> AsyncIterator[float | None]:
-    """Run `app` in this process; yield the seconds until it reported `started` (None: not
-    `within` that many seconds, it is then cancelled); stop it (bounded) when the block ends."""
+async def running(app: rmq.App, within: float) -> AsyncIterator[Run]:
+    """Run `app` in this process for the block; `Run.seconds` is None if it did not report
+    `started` within `within` seconds (it is then cancelled) or failed; the block's end stops
+    it (bounded)."""
     started = _Started()
+    run = Run(within)
     t0 = time.perf_counter()
+
+    async def serve() -> None:
+        try:
+            await app.run(handle_signals=False, task_status=started)
+        except Exception as exc:
+            run.error = describe(exc)
+        finally:
+            started.event.set()  # wake the waiter
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(functools.partial(app.run, handle_signals=False, task_status=started))
+        tg.start_soon(serve)
         with anyio.move_on_after(within):
             await started.event.wait()
-        seconds = time.perf_counter() - t0 if started.event.is_set() else None
+        if started.event.is_set() and run.error is None:
+            run.seconds = time.perf_counter() - t0
         try:
-            yield seconds
+            yield run
         finally:
             app.stop()
             grace = app.settings.shutdown_grace + 10.0
-            stopping = grace if seconds is not None else 0.0  # not started: cancel at once
+            stopping = grace if run.seconds is not None else 0.0  # not started: cancel at once
             tg.cancel_scope.deadline = anyio.current_time() + stopping
 
 

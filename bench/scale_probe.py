@@ -151,6 +151,10 @@ class WorkerProcess:
         assert self.process is not None
         return self.process.pid
 
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 

@@ -34,7 +34,7 @@ def _ratio(a: float | None, b: float | None) -> str:
     if a is None or not b:
         return "-"
     r = a / b
-    return f"{r:,.0f}x" if r >= 100 else f"{r:.2f}x" if r >= 0.01 or r == 0 else f"{r:.1e}x"
+    return f"{r:,.0f}x" if r >= 100 else f"{r:.2f}x" if r >= 0.01 or r == 0 else f"{r:.4f}x"
 
 
 def _paired(a: list[float], b: list[float]) -> float | None:
