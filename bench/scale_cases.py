@@ -178,6 +178,10 @@ async def idle_one(env: Env, n_topics: int) -> Row:
             before, cpu0 = await ServerStats.take(r), proc_cpu(worker.pid)
             await asyncio.sleep(a.idle_window)
             after, cpu1 = await ServerStats.take(r), proc_cpu(worker.pid)
+            if cpu0 is None or cpu1 is None or not worker.alive():
+                row["status"] = f"the worker exited during the window (code {worker.returncode})"
+                row["worker_log"] = worker.log_tail()
+                return row
             redis = after.since(before, own_commands=1)
             row["worker_cpu_percent"] = 100 * (cpu1 - cpu0) / redis["seconds"]
             row["redis_cpu_percent"] = redis["cpu_percent"]
@@ -522,7 +526,7 @@ async def groups_one(env: Env, n_groups: int) -> Row:
     try:
         deadline = time.monotonic() + a.start_timeout + a.import_allowance
         while got < total and time.monotonic() < deadline and worker.alive():
-            samples.append((time.time(), proc_cpu(worker.pid)))
+            sample(samples, worker.pid)
             times = reader.new()
             if times:
                 got += len(times)
@@ -530,8 +534,12 @@ async def groups_one(env: Env, n_groups: int) -> Row:
                 last = max(last, max(times))
                 deadline = time.monotonic() + a.stall_seconds  # progress: wait for more
             await asyncio.sleep(0.02)
-        samples.append((time.time(), proc_cpu(worker.pid)))
-        if got < total:
+        sample(samples, worker.pid)
+        if got < total and not worker.alive():
+            row["status"] = f"{got:,} of {total:,} deliveries recorded, then the worker exited "
+            row["status"] += f"with code {worker.returncode}"
+            row["worker_log"] = worker.log_tail()
+        elif got < total:
             row["status"] = f"{got:,} of {total:,} deliveries recorded" + await _left(
                 settings, n_groups, a.stall_seconds
             )
@@ -539,12 +547,19 @@ async def groups_one(env: Env, n_groups: int) -> Row:
     finally:
         worker.stop()
     row["delivered"] = got
-    if got > 1 and last > first:
+    if got > 1 and last > first and samples:
         row["rate"] = (got - 1) / (last - first)
         cpu0 = max((c for t, c in samples if t <= first), default=samples[0][1])
         cpu1 = min((c for t, c in samples if t >= last), default=samples[-1][1])
         row["cpu_us_per_delivery"] = (cpu1 - cpu0) * 1e6 / got
     return row
+
+
+def sample(samples: list[tuple[float, float]], pid: int) -> None:
+    """Append (now, CPU seconds of `pid`) unless the process is gone."""
+    cpu = proc_cpu(pid)
+    if cpu is not None:
+        samples.append((time.time(), cpu))
 
 
 async def _left(settings: rmq.Settings, n_groups: int, stall: float) -> str:

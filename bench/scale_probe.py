@@ -127,9 +127,13 @@ def top_commands(delta: dict[str, Any], per: float | None = None, unit: str = "/
 # ---------------------------------------------------------------------- processes
 
 
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system, all threads) process `pid` has used so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+def proc_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system, all threads) process `pid` has used so far; None once it
+    is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
