@@ -14,12 +14,16 @@ the whole session; every figure uses the same message count N and the same ~100-
    fixed offered rate; for rmq also 2 worker processes and delayed-message lateness.
 3. The peers, installed from PyPI into bench/.venv-peers (arq into bench/.venv-arq: it pins
    redis-py < 6), through the same harness. A peer that fails to install or run is reported.
+4. The `scale` section (bench/scale.py, in a process of its own with its own private server):
+   many topics, idle cost, crash recovery, backlogs, delayed messages, large bodies, many groups
+   and per-message costs on both event loops (issue 12). `--smoke` runs it with `--quick`.
 
 Writes bench/results/latest.md and latest.json (`--smoke`: latest-smoke.*).
 
     .venv/bin/python bench/run_all.py             # everything, about 10 minutes
     .venv/bin/python bench/run_all.py --smoke     # rmq and raw only, tiny counts, seconds
     .venv/bin/python bench/run_all.py --peers taskiq,faststream --runs 1
+    .venv/bin/python bench/run_all.py --no-peers --scale-args "--only width,crash"
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -49,6 +54,7 @@ from rmq.embedded import EmbeddedServer
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import core  # noqa: E402  (bench/core.py: the in-process measurements)
+import scale_report  # noqa: E402  (bench/scale.py's report: the scale section)
 
 PEERS_DIR = BENCH / "peers"
 PEER_VENV = BENCH / ".venv-peers"
@@ -78,6 +84,7 @@ class Suite:
     harness: dict[str, dict[str, Any]] = field(default_factory=dict)
     installs: dict[str, str] = field(default_factory=dict)
     loads: list[tuple[str, float]] = field(default_factory=list)
+    scale: dict[str, Any] = field(default_factory=dict)
 
     def note_load(self, step: str) -> None:
         self.loads.append((step, os.getloadavg()[0]))
@@ -196,6 +203,30 @@ class Suite:
                 problem = f"could not create the venv: {exc}"
         self.installs[str(venv)] = problem
         return problem or None
+
+    # ------------------------------------------------------------------ scale (bench/scale.py)
+
+    def run_scale(self) -> None:
+        """bench/scale.py in a process of its own (its own server), bounded by --scale-timeout."""
+        a = self.args
+        self.note_load("scale")
+        result = Path(f"/tmp/rmq-bench-{os.getpid()}-scale.json")
+        command = [sys.executable, str(BENCH / "scale.py"), "--json", str(result)]
+        command += ["--quick"] if a.smoke else []
+        command += shlex.split(a.scale_args)
+        log(f"  scale: {' '.join(command[1:])} ...")
+        try:
+            proc = subprocess.run(command, timeout=a.scale_timeout, check=False)
+            if result.exists():
+                self.scale = json.loads(result.read_text())
+            else:
+                self.scale = {"error": f"bench/scale.py exited {proc.returncode} without results"}
+        except subprocess.TimeoutExpired:
+            self.scale = {"error": f"bench/scale.py did not finish within {a.scale_timeout:g} s"}
+        finally:
+            result.unlink(missing_ok=True)
+        if "error" in self.scale:
+            log(f"  scale: FAILED: {self.scale['error']}")
 
 
 async def flushall(bench: core.Bench) -> None:
@@ -483,6 +514,10 @@ def render(s: Suite, rows: list[Row], goals: list[dict[str, Any]], machine: dict
         "notes say; each notes cell names its worker command.",
         f"- Suite runtime: {s.args.elapsed:.0f} s.",
     ]
+    if s.scale.get("error"):
+        lines += ["", "## Scale", "", f"**Not measured: {s.scale['error']}**"]
+    elif s.scale:
+        lines += ["", *scale_report.render(s.scale, level=2)]
     return "\n".join(lines) + "\n"
 
 
@@ -498,6 +533,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peers", default="all", help="comma-separated peers, or all")
     p.add_argument("--no-peers", action="store_true", help="raw and rmq only")
     p.add_argument("--peer-timeout", type=float, default=900.0, help="seconds per system")
+    p.add_argument("--no-scale", action="store_true", help="skip the scale section")
+    p.add_argument("--scale-args", default="",
+                   help='bench/scale.py options, e.g. "--only width,idle"')  # fmt: skip
+    p.add_argument("--scale-timeout", type=float, default=1200.0,
+                   help="seconds the scale section may take in all")  # fmt: skip
     p.add_argument("--out", type=Path, default=BENCH / "results", help="output directory")
     p.add_argument("--render", type=Path, metavar="JSON",
                    help="measure nothing: rewrite the report from a results JSON")  # fmt: skip
@@ -521,7 +561,7 @@ def write(suite: Suite, machine: dict[str, Any], out: Path) -> None:
     doc = {
         "machine": machine, "config": config, "rows": [row.doc() for row in rows],
         "targets": goals, "core": suite.core, "harness": suite.harness,
-        "installs": suite.installs, "load_averages": suite.loads,
+        "installs": suite.installs, "load_averages": suite.loads, "scale": suite.scale,
     }  # fmt: skip
     (out / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / f"{name}.md").write_text(text)
@@ -533,7 +573,8 @@ def rerender(path: Path, out: Path) -> int:
     doc = json.loads(path.read_text())
     args = argparse.Namespace(**doc["config"])
     suite = Suite(args, core=doc["core"], harness=doc["harness"], installs=doc["installs"],
-                  loads=[(step, load) for step, load in doc["load_averages"]])  # fmt: skip
+                  loads=[(step, load) for step, load in doc["load_averages"]],
+                  scale=doc.get("scale", {}))  # fmt: skip
     write(suite, doc["machine"], out)
     return 0
 
@@ -561,13 +602,16 @@ def main(argv: list[str] | None = None) -> int:
             suite.run_harness("rmq-2proc", "rmq", py, two)
         if not args.no_peers:
             suite.run_peers()
+        if not args.no_scale:
+            suite.run_scale()
         machine = machine_info(suite, server, version)
     args.elapsed = time.monotonic() - started
     machine["load_average_end"] = round(os.getloadavg()[0], 2)
     machine["elapsed_seconds"] = round(args.elapsed)
     write(suite, machine, args.out)
     log(f"suite runtime {args.elapsed:.0f} s")
-    return 1 if any("error" in suite.harness.get(k, {}) for k in ("raw", "rmq")) else 0
+    failed = any("error" in suite.harness.get(k, {}) for k in ("raw", "rmq"))
+    return 1 if failed or "error" in suite.scale else 0
 
 
 if __name__ == "__main__":
