@@ -21,6 +21,9 @@ from .streams import Client, call
 
 __all__ = ["SCRIPT_NAMES", "Script", "Scripts", "script_error"]
 
+_CLUSTER_AT_ONCE = 8
+"""Commands a cluster "pipeline" sends at once (each takes a pooled connection of its node)."""
+
 SCRIPT_NAMES = (
     "bcast_commit",
     "cancel_delayed",
@@ -112,7 +115,11 @@ class Scripts:
             # Cluster pipelines refuse EVALSHA: send the commands one by one, all at once (each
             # routed to the node that owns its key).
             async def send(batch: Sequence[tuple[Any, ...]]) -> list[Any]:
-                return list(await asyncio.gather(*(_single(client, c) for c in batch)))
+                out: list[Any] = []
+                for start in range(0, len(batch), _CLUSTER_AT_ONCE):  # within its pools
+                    chunk = batch[start : start + _CLUSTER_AT_ONCE]
+                    out += await asyncio.gather(*(_single(client, c) for c in chunk))
+                return out
         else:
 
             async def send(batch: Sequence[tuple[Any, ...]]) -> list[Any]:

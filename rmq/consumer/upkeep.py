@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -41,6 +42,10 @@ CLAIM_BATCH = 500
 REAP_INTERVAL = 600.0
 _CHUNK = 2000
 """Most commands one round trip carries."""
+_OTHERS = 8
+"""Other consumers whose oldest pending entry tells when the next one becomes claimable."""
+_AFTER = 0.005
+"""Claim this long after the entry's idle time reaches the visibility timeout."""
 
 
 class Upkeep:
@@ -77,7 +82,10 @@ class Upkeep:
                     await asyncio.sleep(0)
                     continue
                 self._woken.clear()
-                with anyio.move_on_after(interval):
+                soonest = min(
+                    (s.next_check for c in self.consumers for s in c.sources), default=math.inf
+                )
+                with anyio.move_on_after(max(0.0, min(interval, soonest - time.monotonic()))):
                     await self._woken.wait()
         finally:
             with anyio.CancelScope(shield=True):
@@ -111,6 +119,8 @@ class Upkeep:
         due: list[Source] = []
         for consumer in self.consumers:
             if consumer.room() <= 0:
+                if any(s.claim_more for s in consumer.sources):
+                    consumer.starved = True  # it wakes this loop once it settles entries
                 continue
             due += [
                 s for s in consumer.sources
@@ -145,6 +155,7 @@ class Upkeep:
             for s, count in zip(claim, counts, strict=True)
         ]  # fmt: skip
         more = False
+        waiting: list[Source] = []
         for source, count, reply in zip(claim, counts, await self._execute(wire, commands),
                                         strict=True):  # fmt: skip
             consumer = source.consumer
@@ -161,6 +172,8 @@ class Upkeep:
             source.claim_more = cursor != "0-0" or len(entries) >= count
             source.next_check = now + self.ctx.settings.claim_interval
             more = more or source.claim_more
+            if not source.claim_more:
+                waiting.append(source)  # what others still hold is not idle long enough yet
             if deleted:
                 consumer.handling.lost_payloads(source.stream, len(deleted))
             if entries:
@@ -169,7 +182,35 @@ class Upkeep:
                 log.info("%s: claimed %d idle entries of %s", consumer.spec.name, len(entries),
                          source.stream)  # fmt: skip
                 await consumer.accept(source, entries, redelivered=True)
+        if waiting:
+            await self._schedule(wire, waiting, now)
         return more
+
+    async def _schedule(self, wire: WireSet, sources: list[Source], now: float) -> None:
+        """For streams where others hold entries that are not claimable yet: look again when the
+        oldest of them will be (by its idle time), not a whole `claim_interval` later. The oldest
+        entry of each other consumer (up to `_OTHERS` of them) tells."""
+        summaries = await self._execute(
+            wire, [("XPENDING", s.stream, s.consumer.group) for s in sources]
+        )
+        asks: list[tuple[Source, tuple[Any, ...]]] = []
+        for source, summary in zip(sources, summaries, strict=True):
+            if isinstance(summary, BaseException) or not int(summary[0] or 0):
+                continue
+            me = source.consumer.name.encode()
+            others = [name for name, _ in summary[3] or () if name != me][:_OTHERS]
+            asks += [
+                (source, ("XPENDING", source.stream, source.consumer.group, "-", "+", 1, other))
+                for other in others
+            ]
+        if not asks:
+            return
+        for (source, _), rows in zip(asks, await self._execute(wire, [c for _, c in asks]),
+                                     strict=True):  # fmt: skip
+            if isinstance(rows, BaseException) or not rows:
+                continue
+            wait = max(0.0, source.consumer.visibility - int(rows[0][2]) / 1000) + _AFTER
+            source.next_check = min(source.next_check, now + wait)
 
     # ------------------------------------------------------------------ reaping
 
