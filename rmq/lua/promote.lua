@@ -17,17 +17,19 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'LIMIT', 0, limit)
 local moved = 0
-for _, member in ipairs(due) do
-  local packed = redis.call('HGET', payload, member)
-  if packed then
-    redis.call('XADD', stream, '*', unpack(cmsgpack.unpack(packed)))
-    redis.call('HDEL', payload, member)
-    moved = moved + 1
+if #due > 0 then
+  local packed = redis.call('HMGET', payload, unpack(due))
+  for i = 1, #due do
+    if packed[i] then
+      redis.call('XADD', stream, '*', unpack(cmsgpack.unpack(packed[i])))
+      moved = moved + 1
+    end
   end
-  redis.call('ZREM', zset, member)
+  redis.call('HDEL', payload, unpack(due))
+  redis.call('ZREM', zset, unpack(due))
 end
-local next = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
 local wait = -1
+local next = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
 if next[2] then
   wait = tonumber(next[2]) - now
   if wait < 0 then wait = 0 end
