@@ -29,10 +29,14 @@ from .errors import BrokerError, BrokerUnavailable, ProducerClosed, PublishError
 from .message import SendResult, SendStatus
 from .outgoing import Encoded
 from .router import WireSet
+from .wire import Large, Multi
 
 __all__ = ["BatchSink", "GroupCommit", "Pending"]
 
 log = logging.getLogger("rmq.producer")
+
+_LARGE = 64 * 1024
+"""A chunk with this many body bytes is packed without copying its bodies (`wire.Large`)."""
 
 
 class BatchSink:
@@ -205,6 +209,10 @@ class GroupCommit:
         first = chunk[0]
         if first.encoded.when is None:
             values = [v for item in chunk for v in item.encoded.values]
+            if not retry and sum(item.encoded.size for item in chunk) >= _LARGE:
+                return ctx.calls.send_large(
+                    first.topic, first.queue_id, self.session, values, len(chunk)
+                )
             return ctx.calls.send(first.topic, first.queue_id, self.session, retry, values)
         values = []
         for item in chunk:
@@ -247,7 +255,13 @@ class GroupCommit:
         retrying = False
         while chunks:
             calls = [self._call(ctx, chunk, retrying) for chunk in chunks]
-            commands = [call.command for call in calls]
+            commands = [
+                Large(call.command)
+                if call.command.__class__ is not Multi
+                and sum(i.encoded.size for i in chunk) >= _LARGE
+                else call.command
+                for call, chunk in zip(calls, chunks, strict=True)
+            ]
             deadline = min(chunk[0].deadline for chunk in chunks)
             started = time.perf_counter()
             try:

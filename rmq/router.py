@@ -28,7 +28,7 @@ from redis.exceptions import AskError, MovedError, TryAgainError
 
 from .clients import CommandClient
 from .scripts import Scripts
-from .wire import DEFAULT_TIMEOUT, Progress, Wire
+from .wire import DEFAULT_TIMEOUT, Multi, Progress, Wire
 
 __all__ = ["Node", "Router", "WireSet", "command_key"]
 
@@ -42,7 +42,10 @@ _TRYAGAIN_PAUSE = 0.01
 
 
 def command_key(command: Sequence[Any]) -> Any:
-    """The first key a command names (what Redis Cluster routes it by), or None."""
+    """The first key a command names (what Redis Cluster routes it by), or None. A `Multi` is
+    routed by its first command."""
+    if command.__class__ is Multi:
+        return command_key(command[0])
     name = str(command[0]).upper()
     if name in ("EVALSHA", "EVAL"):
         return command[3] if int(command[2]) > 0 else None

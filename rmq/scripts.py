@@ -38,6 +38,7 @@ SCRIPT_NAMES = (
     "half_list",
     "heartbeat",
     "lease",
+    "mark_sent",
     "prepare",
     "promote",
     "pull_ack",

@@ -36,7 +36,9 @@ from redis.exceptions import ResponseError
 
 from .scripts import Scripts
 
-__all__ = ["DEFAULT_TIMEOUT", "Progress", "Wire", "block_seconds"]
+__all__ = [
+    "DEFAULT_TIMEOUT", "LARGE_ARGUMENT", "Large", "Multi", "Progress", "Wire", "block_seconds",
+]  # fmt: skip
 
 _pack = hiredis.pack_command
 DEFAULT_TIMEOUT = 10.0
@@ -179,7 +181,17 @@ class Wire:
                 raise reply
 
     async def _round_trip(self, commands: Sequence[tuple[Any, ...]], seconds: float) -> list[Any]:
-        packed = [_pack(command) for command in commands]
+        packed: list[Any] = []
+        for command in commands:
+            if command.__class__ is Multi:
+                packed.append(_MULTI)
+                for inner in command:
+                    packed += _pack_large(inner) if inner.__class__ is Large else [_pack(inner)]
+                packed.append(_EXEC)
+            elif command.__class__ is Large:
+                packed += _pack_large(command)
+            else:
+                packed.append(_pack(command))
         started = self.tried_at = time.monotonic()
         self.busy_until = started + seconds
         conn = self._conn
@@ -190,7 +202,10 @@ class Wire:
                     conn = self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
                 await conn.send_packed_command(packed, check_health=False)
                 replies: list[Any] = []
-                for _ in packed:
+                for command in commands:
+                    if command.__class__ is Multi:
+                        replies.append(await _read_multi(conn, len(command)))
+                        continue
                     try:
                         replies.append(await conn.read_response(timeout=math.inf))
                     except ResponseError as error:
@@ -211,3 +226,72 @@ class Wire:
 async def _drop(pool: ConnectionPool, conn: AbstractConnection) -> None:
     await conn.disconnect(nowait=True)
     await pool.release(conn)
+
+
+class Large(tuple):  # type: ignore[type-arg]
+    """A command with large arguments (message bodies): packed without copying them into one
+    buffer (hiredis' packer would copy every argument into a single bytes object)."""
+
+    __slots__ = ()
+
+
+LARGE_ARGUMENT = 16 * 1024
+"""An argument this large is written as it is (no copy into the command's buffer)."""
+
+
+def _pack_large(command: Sequence[Any]) -> list[Any]:
+    """RESP for `command` as a list of buffers written one after the other; arguments of 16 KiB
+    and more are written as they are (no copy), the rest is packed by hiredis."""
+    out: list[Any] = []
+    small: list[bytes] = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        if isinstance(arg, bytes | bytearray | memoryview) and len(arg) >= LARGE_ARGUMENT:
+            small.append(b"$%d\r\n" % len(arg))
+            out.append(b"".join(small))
+            out.append(arg)
+            small = [b"\r\n"]
+        else:
+            small.append(_bulk(arg))
+    out.append(b"".join(small))
+    return out
+
+
+def _bulk(arg: Any) -> bytes:
+    """One RESP bulk string (what hiredis makes of an argument)."""
+    if isinstance(arg, bytes):
+        data = arg
+    elif isinstance(arg, str):
+        data = arg.encode()
+    elif isinstance(arg, int | float):
+        data = repr(arg).encode() if isinstance(arg, float) else str(arg).encode()
+    else:
+        data = bytes(arg)
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+class Multi(tuple):  # type: ignore[type-arg]
+    """Commands sent as one MULTI ... EXEC (all keys in one slot). Its reply is EXEC's: a list
+    with one reply per command, or the first error a command got when it was queued (nothing
+    ran then: Redis discards the transaction)."""
+
+    __slots__ = ()
+
+
+_MULTI = _pack(("MULTI",))
+_EXEC = _pack(("EXEC",))
+
+
+async def _read_multi(conn: AbstractConnection, count: int) -> Any:
+    """The replies of MULTI, `count` QUEUED (or errors), and EXEC; EXEC's reply, or the first
+    queuing error."""
+    failure: ResponseError | None = None
+    for _ in range(count + 1):  # +OK, then one QUEUED per command
+        try:
+            await conn.read_response(timeout=math.inf)
+        except ResponseError as error:
+            failure = failure or error
+    try:
+        reply = await conn.read_response(timeout=math.inf)
+    except ResponseError as error:  # EXECABORT: the queuing error says why
+        return failure or error
+    return failure if reply is None and failure is not None else reply

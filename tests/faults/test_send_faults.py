@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -88,3 +89,30 @@ async def test_sends_to_a_silent_redis_fail_in_bounded_time(
     report.write(tmp_path)
     assert all(t < settings.send_timeout + 1.0 for t in took), took
     assert len(rows) == 2  # the silent link forwarded nothing: the failed sends were not stored
+
+
+async def test_reset_during_the_reply_of_a_large_chunk_stores_it_once(
+    proxy: FaultProxy, client: redis.Redis, namespace: str, tmp_path: Path
+) -> None:
+    """Large bodies go in one MULTI of plain XADDs (mark_sent records the chunk first). A reset
+    after Redis ran the EXEC and before its reply arrived: the retry goes through the send
+    script, which finds the chunk from the record and answers with its entry ids."""
+    report = Report("reset during a large chunk's reply (MULTI)")
+    body = os.urandom(40_000)  # incompressible: stored as it is
+    results: list[rmq.SendResult] = []
+    async with rmq.App(fault_settings(proxy.url, namespace)) as app:
+        for n in range(6):
+            if n % 2 == 0:
+                proxy.reset_reply("EXEC")
+            results += await app.send_batch(TOPIC, [body + bytes([n, k]) for k in range(3)])
+    report.sent = len(results)
+    report.extra["resets"] = proxy.stats.triggers.get("reset_reply", 0)
+    assert report.extra["resets"] == 3
+    rows = stored(client, namespace)
+    by_id = dict(rows)
+    report.acknowledged = len({r.msg_id for r in results})
+    report.duplicated = len(rows) - len(by_id)
+    report.lost = len({r.msg_id for r in results} - set(by_id))
+    report.write(tmp_path)
+    assert report.lost == 0 and report.duplicated == 0 and len(rows) == 18
+    assert all(by_id[r.msg_id] == r.offset for r in results)
