@@ -240,6 +240,7 @@ class ScriptCalls:
         self._settings = settings
         self._queues: dict[tuple[str, int], QueueKeys] = {}
         self._send_keys: dict[tuple[str, int, str], tuple[str, str]] = {}
+        self._tx_heads: dict[tuple[str, int, str], tuple[tuple[Any, ...], ...]] = {}
         self._ttl_ms = int(settings.dedup_window * 1000)
 
     def queue(self, topic: str, queue_id: int) -> QueueKeys:
@@ -441,25 +442,34 @@ class ScriptCalls:
         q = self.queue(topic, queue_id)
         return q, (q.half, q.half_group(group), q.half_payload, q.half_done)
 
+    def _heads(self, topic: str, queue_id: int, group: str) -> tuple[tuple[Any, ...], ...]:
+        """The commands of prepare and commit without their per-message values, per queue and
+        producer group (built once: a transactional send uses both)."""
+        heads = self._tx_heads.get((topic, queue_id, group))
+        if heads is None:
+            q, half = self._half_keys(topic, queue_id, group)
+            immunity = int(self._settings.transaction_check_immunity * 1000)
+            prepare = self._scripts["prepare"].evalsha_args(half, (group, immunity))
+            keys = (q.stream, q.delay, q.delay_payload, *half, q.half_done_expiry)
+            commit = self._scripts["commit"].evalsha_args(
+                keys, (group, self._ttl_ms, self._keys.wake(topic))
+            )
+            heads = self._tx_heads[topic, queue_id, group] = (prepare, commit)
+        return heads
+
     def prepare(
         self, topic: str, queue_id: int, group: str, values: Sequence[Any], count: int
     ) -> Call[list[Any]]:
         """Store half messages (8 values each); per message 1, 0 (a retry) or the outcome it
         was resolved with (bytes). Mergeable."""
-        _, keys = self._half_keys(topic, queue_id, group)
-        immunity = int(self._settings.transaction_check_immunity * 1000)
-        head = self._scripts["prepare"].evalsha_args(keys, (group, immunity))
+        head = self._heads(topic, queue_id, group)[0]
         return Call("prepare", (*head, *values), list, head=len(head), count=count,
                     split=_split_prepare)  # fmt: skip
 
     def commit(self, topic: str, queue_id: int, group: str, msg_ids: Sequence[str]) -> Call[Any]:
         """Commit half messages of one queue, all or none. The raw reply ({"ok", entry id or
         false, due ms, ...} or a status and a msg_id): see `HalfStore`. Mergeable."""
-        q, half = self._half_keys(topic, queue_id, group)
-        keys = (q.stream, q.delay, q.delay_payload, *half, q.half_done_expiry)
-        head = self._scripts["commit"].evalsha_args(
-            keys, (group, self._ttl_ms, self._keys.wake(topic))
-        )
+        head = self._heads(topic, queue_id, group)[1]
         return Call("commit", (*head, *msg_ids), _raw, head=len(head), count=len(msg_ids),
                     split=_split_commit)  # fmt: skip
 

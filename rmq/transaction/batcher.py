@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..calls import Call, script_error
 from ..connection import Backoff, is_transient
@@ -36,8 +35,7 @@ _MERGE_MAX = 500
 """Most messages one merged script call carries (bounds the time Redis is busy with it)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Merge:
+class Merge(NamedTuple):
     """How a one-command request may share its script call with others of the same `key`."""
 
     key: Hashable
@@ -46,7 +44,7 @@ class Merge:
     """The command without the per-message values."""
     values: tuple[Any, ...]
     """This request's per-message values (appended to `head`)."""
-    count: int
+    messages: int
     """Messages in `values`."""
     split: Splitter
 
@@ -54,8 +52,9 @@ class Merge:
     def of(cls, call: Call[Any]) -> Merge:
         """How a mergeable script call (`Call.head` > 0) may share its script call."""
         assert call.head and call.split is not None
-        head = call.command[: call.head]
-        return cls(head, head, call.command[call.head :], call.count, call.split)
+        command, n = call.command, call.head
+        head = command[:n]
+        return cls(head, head, command[n:], call.count, call.split)
 
 
 class _Request:
@@ -180,7 +179,7 @@ class Batcher:
             split = group[0].merge.split if group[0].merge else None
             parts = None
             if split is not None and not isinstance(reply, BaseException):
-                parts = split(reply, [r.merge.count if r.merge else 0 for r in group])
+                parts = split(reply, [r.merge.messages if r.merge else 0 for r in group])
             if parts is None:  # each on its own, at once
                 for request in group:
                     request.merge = None
@@ -216,12 +215,12 @@ def _plan(requests: list[_Request]) -> tuple[list[Command], list[list[_Request]]
             groups.append([request])
             continue
         group = filling.get(merge.key)
-        if group is None or sizes[merge.key] + merge.count > _MERGE_MAX:
+        if group is None or sizes[merge.key] + merge.messages > _MERGE_MAX:
             group = filling[merge.key] = []
             sizes[merge.key] = 0
             groups.append(group)
         group.append(request)
-        sizes[merge.key] += merge.count
+        sizes[merge.key] += merge.messages
     commands: list[Command] = []
     for group in groups:
         first = group[0]
