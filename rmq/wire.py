@@ -32,7 +32,7 @@ from typing import Any
 
 import hiredis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from .scripts import Scripts
 
@@ -152,10 +152,13 @@ class Wire:
         if seconds is None:
             seconds = self._timeout + block_seconds(commands)
         replies = await self._round_trip(commands, seconds)
-        return await self._scripts.recover(
-            commands, replies, partial(self._round_trip, seconds=seconds),
-            partial(self._load_scripts, seconds),
-        )  # fmt: skip
+        for reply in replies:
+            if isinstance(reply, NoScriptError):
+                return await self._scripts.recover(
+                    commands, replies, partial(self._round_trip, seconds=seconds),
+                    partial(self._load_scripts, seconds),
+                )  # fmt: skip
+        return replies
 
     async def call(self, *command: Any, seconds: float | None = None) -> Any:
         """One command; raises its error reply."""
@@ -195,32 +198,48 @@ class Wire:
         started = self.tried_at = time.monotonic()
         self.busy_until = started + seconds
         conn = self._conn
+        # a timer that cancels this task at the deadline: cheaper than asyncio.timeout() per trip
+        task = asyncio.current_task()
+        assert task is not None
+        expired: list[bool] = []
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(loop.time() + seconds, _expire, task, expired)
         try:
-            async with asyncio.timeout(seconds):
-                if conn is None:
-                    # checkout, connect and handshake run inside the deadline too
-                    conn = self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
-                await conn.send_packed_command(packed, check_health=False)
-                replies: list[Any] = []
-                for command in commands:
-                    if command.__class__ is Multi:
-                        replies.append(await _read_multi(conn, len(command)))
-                        continue
-                    try:
-                        replies.append(await conn.read_response(timeout=math.inf))
-                    except ResponseError as error:
-                        replies.append(error)
+            if conn is None:
+                # checkout, connect and handshake run inside the deadline too
+                conn = self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            await conn.send_packed_command(packed, check_health=False)
+            replies: list[Any] = []
+            for command in commands:
+                if command.__class__ is Multi:
+                    replies.append(await _read_multi(conn, len(command)))
+                    continue
+                try:
+                    replies.append(await conn.read_response(timeout=math.inf))
+                except ResponseError as error:
+                    replies.append(error)
         except BaseException as exc:
+            timer.cancel()
             self.busy_until = 0.0
+            if expired and isinstance(exc, asyncio.CancelledError) and task.uncancel() == 0:
+                exc = TimeoutError(f"no reply from Redis within {seconds:.3g}s")
             if not isinstance(exc, asyncio.CancelledError) and self.failing_since is None:
                 self.failing_since = started  # cancelled by its caller: not Redis's failure
             if conn is not None:
                 self._conn = None
                 await asyncio.shield(_drop(self._pool, conn))
+            if exc.__class__ is TimeoutError and expired:
+                raise exc from None
             raise
+        timer.cancel()
         self.busy_until = 0.0
         self.failing_since = None
         return replies
+
+
+def _expire(task: asyncio.Task[Any], expired: list[bool]) -> None:
+    expired.append(True)
+    task.cancel()
 
 
 async def _drop(pool: ConnectionPool, conn: AbstractConnection) -> None:
