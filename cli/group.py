@@ -81,16 +81,22 @@ def progress(
 def consumers(
     ctx: typer.Context, topic: TopicArg, group: GroupArg, json: JsonOption = False
 ) -> None:
-    """The group's consumers (worker processes): pending messages and idle time."""
+    """The group's consumers (worker processes): live or dead, pending messages, idle time.
+
+    A consumer is live while its process beats (every heartbeat_interval); a dead one (stopped
+    or crashed) stays listed while it owns pending entries, which live consumers claim after
+    the visibility timeout. A drained worker removes its own empty consumers.
+    """
     rows = run_admin(ctx, lambda admin: admin.group_consumers(topic, group))
     out = output(ctx, json)
     if out.json:
         out.document({"topic": topic, "group": group, "consumers": rows})
         return
+    live = sum(c.state == "live" for c in rows)
     out.table(
-        None,
-        ["CONSUMER", "PENDING", "IDLE", "QUEUES"],
-        [(c.name, c.pending, _seconds(c.idle_seconds), len(c.queues)) for c in rows],
+        f"{topic}/{group}: {live} live, {len(rows) - live} dead",
+        ["CONSUMER", "STATE", "PENDING", "IDLE", "QUEUES"],
+        [(c.name, c.state, c.pending, _seconds(c.idle_seconds), len(c.queues)) for c in rows],
     )
 
 

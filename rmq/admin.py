@@ -40,6 +40,7 @@ from .consumer.pull import PullConsumer
 from .context import Context
 from .dlq import DeadLetters
 from .errors import ConfigError, GroupNotFound, TopicNotFound
+from .health import Liveness, is_live, live_apps
 from .ids import entry_ms
 from .keys import QueueKeys
 from .message import Message, SendResult
@@ -89,10 +90,17 @@ class Admin:
     kept_count_limit = 10_000
     """Entries `trim` counts at most per stream as kept back by a group."""
 
-    def __init__(self, context: Callable[[], Context], producer: Producer, name: str) -> None:
+    def __init__(
+        self,
+        context: Callable[[], Context],
+        producer: Producer,
+        name: str,
+        liveness: Liveness | None = None,
+    ) -> None:
         self._context = context
         self._producer = producer
         self._name = name
+        self._liveness = liveness
 
     @property
     def ctx(self) -> Context:
@@ -222,7 +230,7 @@ class Admin:
                 group=g,
                 lag=sum_or_none([s.lag for s in states]),
                 pending=sum(s.pending for s in states),
-                consumers=max(s.consumers for s in states),
+                consumers=len(frozenset().union(*(s.live_names for s in states))),
                 oldest_pending_age_seconds=max_or_none([_age(s, now) for s in states]),
                 dlq_length=sum(s.dlq_length for s in states),
             )
@@ -240,7 +248,8 @@ class Admin:
                 queue_id=q.queue_id, length=q.length, last_id=q.last_id,
                 last_delivered_id=g.last_delivered_id, lag=g.lag, pending=g.pending,
                 oldest_pending_id=g.oldest_pending_id, oldest_pending_age_seconds=_age(g, now),
-                consumers=g.consumers, dlq_length=g.dlq_length, retry_waiting=g.retry_waiting,
+                consumers=g.consumers, dead_consumers=g.dead_consumers, dlq_length=g.dlq_length,
+                retry_waiting=g.retry_waiting,
             )
             for q in queues
             for g in q.groups
@@ -250,7 +259,8 @@ class Admin:
         return GroupProgress(info.name, group, rows)
 
     async def group_consumers(self, topic: str, group: str) -> list[ConsumerInfo]:
-        """The group's consumers over every queue: pending entries and idle time."""
+        """The group's consumers over every queue: live or dead (its app stopped beating, see
+        `rmq.health`), pending entries and idle time. Live ones first, then by name."""
         info = await self.topic(topic)
         validate_group(group)
         pipe = self.ctx.conn.commands.pipeline(transaction=False)
@@ -259,6 +269,7 @@ class Admin:
         replies = await pipe.execute(raise_on_error=False)
         if all(isinstance(r, BaseException) for r in replies):
             raise GroupNotFound(f"group {group!r} does not exist on topic {topic!r}")
+        live = await live_apps(self.ctx)
         merged: dict[str, tuple[int, int, list[int]]] = {}
         for queue_id, rows in enumerate(replies):
             if isinstance(rows, BaseException):
@@ -272,10 +283,13 @@ class Admin:
                     idle_ms if idle < 0 else min(idle, idle_ms),
                     [*queues, queue_id],
                 )
-        return [
-            ConsumerInfo(name, pending, idle / 1000, queues)
+        rows = [
+            ConsumerInfo(
+                name, pending, idle / 1000, queues, "live" if is_live(name, live) else "dead"
+            )
             for name, (pending, idle, queues) in sorted(merged.items())
         ]
+        return sorted(rows, key=lambda c: c.state != "live")
 
     async def delete_group(self, topic: str, group: str) -> int:
         """Destroy the group on every queue, with its pending list, retries and dead letters.
@@ -499,7 +513,10 @@ class Admin:
         """
         deadline = time.monotonic() + wait
         got = 0
-        async with PullConsumer(self.ctx, topic, group, f"{self._name}-admin", start=start) as pc:
+        name = f"{self._name}-admin"
+        async with PullConsumer(
+            self.ctx, topic, group, name, start=start, liveness=self._liveness
+        ) as pc:
             while got < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
