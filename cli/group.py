@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from rmq.admin import GroupProgress
+from rmq.admin import Admin, GroupProgress, QueueReset
 
 from .complete import complete_topic
 from .options import EXIT_USAGE, GroupArg, JsonOption, TopicArg, YesOption, parse_time
@@ -109,11 +109,16 @@ def delete(
     json: JsonOption = False,
 ) -> None:
     """Delete the group on every queue, with its pending list, retries and dead letters."""
-    confirm(
-        f"Delete group {group!r} of {topic!r}? What it has not acknowledged is dropped for it.",
-        yes,
-    )
-    queues = run_admin(ctx, lambda admin: admin.delete_group(topic, group))
+
+    async def delete_(admin: Admin) -> int:
+        await admin.require_group(topic, group)  # a missing one is an error, before asking
+        confirm(
+            f"Delete group {group!r} of {topic!r}? What it has not acknowledged is dropped for it.",
+            yes,
+        )
+        return await admin.delete_group(topic, group)
+
+    queues = run_admin(ctx, delete_)
     out = output(ctx, json)
     if out.json:
         out.document({"topic": topic, "group": group, "deleted": True, "queues": queues})
@@ -154,13 +159,18 @@ def reset_offset(
         fail("give exactly one of --to-time, --to-first, --to-last", EXIT_USAGE)
     target: datetime | Literal["first", "last"]
     if to_time is not None:
-        target = parse_time(to_time)
+        target = parse_time(to_time, option="--to-time")
         what = target.isoformat()
     else:
         target = "first" if to_first else "last"
         what = f"the {target} message"
-    confirm(f"Reset group {group!r} of {topic!r} to {what}?", yes)
-    resets = run_admin(ctx, lambda admin: admin.reset_offset(topic, group, target))
+
+    async def reset(admin: Admin) -> list[QueueReset]:
+        await admin.require_group(topic, group)
+        confirm(f"Reset group {group!r} of {topic!r} to {what}?", yes)
+        return await admin.reset_offset(topic, group, target)
+
+    resets = run_admin(ctx, reset)
     out = output(ctx, json)
     if out.json:
         out.document(

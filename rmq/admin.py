@@ -49,7 +49,7 @@ from .outgoing import Outgoing
 from .producer import Producer
 from .retention import StreamTrim, policy, topic_groups, trim_topic
 from .state import GroupQueueState, read_queues, server_ms
-from .topics import TopicInfo
+from .topics import MAX_QUEUES, TopicInfo
 from .transaction import browse as transactions
 from .transaction.browse import DiscardedTransaction, PendingTransaction, TransactionCount
 
@@ -150,6 +150,45 @@ class Admin:
         info = await self.ctx.topics.create(topic, wanted, **retention)
         return info, info.queues == wanted
 
+    async def grow_topic(self, topic: str, queues: int) -> tuple[TopicInfo, int]:
+        """Give `topic` `queues` queues (grow only); returns (metadata, queues added).
+
+        Every consumer group of the topic is created on the new queues first, from their first
+        entry, so nothing sent there is skipped; then the count is published. Producers use the
+        new queues within 30 s (their topic cache); running workers read them once restarted
+        (until then what lands there waits, nothing is lost). Sharding keys map to other queues
+        afterwards: per-key order holds within the old count and within the new one, not
+        across the change.
+        """
+        info = await self.topic(topic)
+        if not 1 <= queues <= MAX_QUEUES:
+            raise ConfigError(f"a topic has 1..{MAX_QUEUES} queues, got {queues}")
+        if queues < info.queues:
+            raise ConfigError(
+                f"topic {topic!r} has {info.queues} queues: queues can be added, never removed "
+                "(removing one would strand its messages)"
+            )
+        if queues == info.queues:
+            return info, 0
+        states = await read_queues(self.ctx, [info])
+        groups = sorted({g.group for q in states for g in q.groups})
+        client = self.ctx.conn.commands
+        first = self.ctx.keys.queue(topic, 0)
+        with_retries = [g for g in groups if await client.exists(first.retry_stream(g))]
+        calls = self.ctx.calls
+        declares = []
+        for q in range(info.queues, queues):
+            queue = calls.queue(topic, q)
+            declares += [calls.declare_group(queue.stream, g, "first") for g in groups]
+            declares += [
+                calls.declare_group(queue.retry_stream(g), g, "first") for g in with_retries
+            ]
+        await calls.results(declares)
+        grown = info.replace(queues=queues)
+        await client.hset(self.ctx.keys.topics, topic, grown.to_json())
+        self.ctx.topics._cache.pop(topic, None)
+        return grown, queues - info.queues
+
     async def update_topic(self, topic: str, **retention: float | None) -> TopicInfo:
         """Set the topic's `retention`, `retention_max_len`, `retention_max_age` or
         `dlq_retention` (None: back to the setting; 0 for a cap or `dlq_retention`: off for this
@@ -236,6 +275,26 @@ class Admin:
             )
             for (t, g), states in sorted(by_group.items())
         ]
+
+    async def group_exists(self, topic: str, group: str) -> bool:
+        """Whether `group` subscribed to `topic` (a consumer group on its queues, or a
+        broadcasting group); raises `TopicNotFound` for a missing topic."""
+        info = await self.topic(topic)
+        validate_group(group)
+        client = self.ctx.conn.commands
+        if await client.sismember(self.ctx.keys.topic_groups(info.name), group):
+            return True
+        queues = await read_queues(self.ctx, [info], groups=[group])
+        return any(q.groups for q in queues)
+
+    async def require_group(self, topic: str, group: str) -> TopicInfo:
+        """The topic's metadata; raises `TopicNotFound` or `GroupNotFound`."""
+        if not await self.group_exists(topic, group):
+            raise GroupNotFound(
+                f"group {group!r} does not exist on topic {topic!r} (rmq group list {topic} "
+                "shows its groups)"
+            )
+        return await self.topic(topic)
 
     async def group_progress(self, topic: str, group: str) -> GroupProgress:
         """Lag, pending, oldest pending age, last delivered id and consumers, per queue."""

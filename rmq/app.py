@@ -32,6 +32,7 @@ from .consumer.spec import (
 )
 from .context import Context
 from .dlq import DeadLetters
+from .doctor import log_startup_warnings
 from .errors import ConfigError, ConsumerError, ProducerClosed
 from .health import Liveness
 from .ids import consumer_name
@@ -459,6 +460,7 @@ class App:
         self.trimmer = Trimmer(ctx, list(groups_by_topic))
         self.push_runtime = PushRuntime(ctx, push)
         checkbacks = [CheckBack(ctx, group, fn) for group, fn in self._checkers.items()]
+        await log_startup_warnings(ctx)
         await self._liveness.join(ctx)
         try:
             await self._serve_all(task_status, push, others, checkbacks)

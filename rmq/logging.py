@@ -23,9 +23,10 @@ import orjson
 
 from .errors import ConfigError
 
-__all__ = ["FORMATS", "JsonFormatter", "configure", "default_log_config"]
+__all__ = ["FORMATS", "LEVELS", "JsonFormatter", "check_level", "configure", "default_log_config"]
 
 FORMATS = ("text", "json")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
@@ -79,9 +80,18 @@ def default_log_config(level: str | int = "INFO", fmt: str | None = None) -> dic
     }
 
 
+def check_level(level: str | int) -> str | int:
+    """`level` as logging takes it ("info" -> "INFO"); raises `ConfigError` naming the valid
+    levels otherwise."""
+    if isinstance(level, int) and not isinstance(level, bool):
+        return level
+    chosen = str(level).strip().upper()
+    if chosen not in LEVELS:
+        raise ConfigError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
+    return chosen
+
+
 def configure(level: str | int = "INFO", fmt: str | None = None) -> None:
-    """Send logs (`rmq.*` and the application's) to stderr at `level`, as text or JSON
-    (`fmt`, else `RMQ_LOG_FORMAT`)."""
-    if isinstance(level, str):
-        level = level.upper()
-    logging.config.dictConfig(default_log_config(level, fmt))
+    """Send logs (`rmq.*` and the application's) to stderr at `level` (one of `LEVELS`), as
+    text or JSON (`fmt`, else `RMQ_LOG_FORMAT`)."""
+    logging.config.dictConfig(default_log_config(check_level(level), fmt))
