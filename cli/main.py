@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import anyio
+import orjson
 import typer
 
 from rmq import App
@@ -38,6 +39,25 @@ app.command("doctor")(doctor.doctor)
 app.add_typer(worker.app, name="worker")
 app.add_typer(metrics.app, name="metrics")
 app.add_typer(bench.app, name="bench")
+
+
+@app.command("schema")
+def schema(
+    command: Annotated[
+        list[str], typer.Argument(help="The command, e.g. topic status (or: version).")
+    ],
+) -> None:
+    """Print the JSON Schema of a command's --json document."""
+    from .schemas import SCHEMAS, schema_for
+
+    try:
+        found = schema_for(" ".join(command))
+    except KeyError:
+        raise typer.BadParameter(
+            f"{' '.join(command)!r} prints no JSON document; these do: {', '.join(SCHEMAS)}",
+            param_hint="COMMAND",
+        ) from None
+    typer.echo(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
 
 
 def _server_version(options: GlobalOptions) -> tuple[str, dict[str, str] | None]:

@@ -72,6 +72,7 @@ def message_doc(msg: StoredMessage | Message) -> dict[str, Any]:
         "stored_at": jsonable(msg.stored_at),
     }
     if isinstance(msg, Message):
+        doc["group"] = msg.group
         doc["delivery_count"] = msg.delivery_count
     elif msg.error is not None:
         doc["error"] = msg.error

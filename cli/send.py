@@ -97,7 +97,7 @@ def send(
         out.document(
             {
                 "status": jsonable(result.status), "msg_id": result.msg_id, "topic": result.topic,
-                "queue_id": result.queue_id, "offset": result.offset,
+                "queue_id": result.queue_id, "offset": result.offset or None,
                 "deliver_at": jsonable(result.deliver_at),
             }
         )  # fmt: skip
