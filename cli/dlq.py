@@ -9,9 +9,21 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from rmq.admin import Admin
 from rmq.dlq import DeadLetter, DeadLetters
 
-from .options import EXIT_USAGE, GroupArg, JsonOption, TopicArg, YesOption, parse_duration
+from .options import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    GroupArg,
+    JsonOption,
+    TopicArg,
+    YesOption,
+    bad,
+    check_message_ref,
+    check_offset,
+    parse_duration,
+)
 from .output import jsonable, message_doc, short
 from .runtime import confirm, fail, output, run_admin
 
@@ -45,39 +57,69 @@ def letter_doc(letter: DeadLetter) -> dict[str, Any]:
         "offset": letter.offset,
         "lost": letter.lost,
         "message": None if letter.message is None else message_doc(letter.message),
-        "fields": {k.decode(errors="replace"): jsonable(v) for k, v in letter.fields.items()},
     }
 
 
-async def _select(dlq: DeadLetters, names: list[str] | None, every: bool) -> list[DeadLetter]:
+def _check_names(names: list[str] | None, every: bool) -> list[tuple[int | None, str]]:
+    """(queue, dead-letter id) or (None, msg_id) per name; malformed ones exit 2."""
     if every == bool(names):
-        raise typer.BadParameter("name dead letters, or pass --all (not both)")
-    if every:
-        return await dlq.everything()
-    found: list[DeadLetter] = []
+        raise bad("name dead letters, or pass --all (not both)", "ENTRIES")
+    out: list[tuple[int | None, str]] = []
     for name in names or []:
         queue, slash, dead_id = name.partition("/")
-        if slash and queue.isdigit():
-            letter = await dlq.get(int(queue), dead_id)
+        if slash:
+            if not queue.isdigit():
+                raise bad(f"{name!r}: a dead letter is <queue>/<id> (as `dlq list` prints it)",
+                          "ENTRIES")  # fmt: skip
+            out.append((int(queue), check_offset(dead_id, "ENTRIES")))
+        else:
+            out.append((None, check_message_ref(name, "ENTRIES")))
+    return out
+
+
+async def _select(
+    admin: Admin, topic: str, group: str, names: list[str] | None, every: bool
+) -> tuple[DeadLetters, list[DeadLetter]]:
+    """The group's DLQ and the dead letters named (missing topic, group or letter: exit 1)."""
+    wanted = _check_names(names, every)
+    info = await admin.require_group(topic, group)
+    dlq = admin.dead_letters(topic, group)
+    if every:
+        return dlq, await dlq.everything()
+    found: list[DeadLetter] = []
+    for queue, ref in wanted:
+        if queue is not None:
+            letter = None if queue >= info.queues else await dlq.get(queue, ref)
             if letter is None:
-                raise typer.BadParameter(f"no dead letter {name}")
+                fail(f"no dead letter {queue}/{ref} in {topic}/{group}", EXIT_FAILURE)
             found.append(letter)
         else:
-            letters = await dlq.find(name)
+            letters = await dlq.find(ref)
             if not letters:
-                raise typer.BadParameter(f"no dead letter with msg_id {name}")
+                fail(f"no dead letter with msg_id {ref} in {topic}/{group}", EXIT_FAILURE)
             found.extend(letters)
-    return found
+    return dlq, found
+
+
+async def _dlq(admin: Admin, topic: str, group: str) -> DeadLetters:
+    await admin.require_group(topic, group)
+    return admin.dead_letters(topic, group)
 
 
 @app.command("count")
 def count(ctx: typer.Context, topic: TopicArg, group: GroupArg, json: JsonOption = False) -> None:
     """How many dead letters the group has, per queue."""
-    counts = run_admin(ctx, lambda admin: admin.dead_letters(topic, group).counts())
+
+    async def count_(admin: Admin) -> dict[int, int]:
+        return await (await _dlq(admin, topic, group)).counts()
+
+    counts = run_admin(ctx, count_)
     out = output(ctx, json)
     if out.json:
-        out.document({"topic": topic, "group": group, "total": sum(counts.values()),
-                      "queues": {str(q): n for q, n in counts.items()}})  # fmt: skip
+        queues = [{"queue_id": q, "count": n} for q, n in sorted(counts.items())]
+        out.document(
+            {"topic": topic, "group": group, "total": sum(counts.values()), "queues": queues}
+        )
     else:
         out.line(f"{topic}/{group}: {sum(counts.values())} dead letters")
 
@@ -92,9 +134,11 @@ def list_(
     json: JsonOption = False,
 ) -> None:
     """The oldest dead letters first, with reason, attempts and error."""
-    letters = run_admin(
-        ctx, lambda admin: admin.dead_letters(topic, group).entries(limit, queue_id=queue)
-    )
+
+    async def entries(admin: Admin) -> list[DeadLetter]:
+        return await (await _dlq(admin, topic, group)).entries(limit, queue_id=queue)
+
+    letters = run_admin(ctx, entries)
     out = output(ctx, json)
     if out.json:
         out.document(
@@ -120,13 +164,17 @@ def show(
 ) -> None:  # fmt: skip
     """One dead letter in full: metadata, original fields and the decoded message."""
 
-    async def find(admin: Any) -> list[DeadLetter]:
-        return await _select(admin.dead_letters(topic, group), [entry], False)
+    _check_names([entry], False)
+
+    async def find(admin: Admin) -> list[DeadLetter]:
+        return (await _select(admin, topic, group, [entry], False))[1]
 
     letters = run_admin(ctx, find)
     out = output(ctx, json)
     if out.json:
-        out.document({"dead_letters": [letter_doc(x) for x in letters]})
+        out.document(
+            {"topic": topic, "group": group, "dead_letters": [letter_doc(x) for x in letters]}
+        )
         return
     for x in letters:
         doc = letter_doc(x)
@@ -134,7 +182,6 @@ def show(
                     "last_failure_at", "offset", "lost"):  # fmt: skip
             out.line(f"{key}: {doc[key]}")
         out.line(f"body: {short(x.message.body, 2000) if x.message else '<undecodable>'}")
-        out.line(f"fields: {doc['fields']}")
 
 
 @app.command("replay")
@@ -156,9 +203,10 @@ def replay(
         fail("--to is group or topic", EXIT_USAGE)
     target: Literal["group", "topic"] = "group" if to == "group" else "topic"
 
-    async def run(admin: Any) -> list[DeadLetter]:
-        dlq = admin.dead_letters(topic, group)
-        chosen = await _select(dlq, entries, every)
+    _check_names(entries, every)
+
+    async def run(admin: Admin) -> list[DeadLetter]:
+        dlq, chosen = await _select(admin, topic, group, entries, every)
         if not dry_run and chosen:
             confirm(f"replay {len(chosen)} dead letter(s) of {topic}/{group} to the {to}?", yes)
         result: list[DeadLetter] = await dlq.replay(chosen, to=target, dry_run=dry_run)
@@ -168,7 +216,8 @@ def replay(
     out = output(ctx, json)
     verb = "would replay" if dry_run else "replayed"
     if out.json:
-        out.document({"dry_run": dry_run, "to": to, "replayed": [letter_doc(x) for x in done]})
+        out.document({"topic": topic, "group": group, "dry_run": dry_run, "to": to,
+                      "replayed": [letter_doc(x) for x in done]})  # fmt: skip
     else:
         out.line(f"{verb} {len(done)} dead letter(s) of {topic}/{group} to the {to}")
 
@@ -197,16 +246,18 @@ def purge(
     if older_than is not None:
         if entries or every:
             fail("--older-than selects by age: name no dead letters, no --all", EXIT_USAGE)
-        age = parse_duration(older_than)
+        age = parse_duration(older_than, "--older-than")
+    else:
+        _check_names(entries, every)
 
-    async def run(admin: Any) -> int:
-        dlq = admin.dead_letters(topic, group)
+    async def run(admin: Admin) -> int:
         if age is not None:
+            dlq = await _dlq(admin, topic, group)
             if dry_run:
                 return int(await dlq.purge_older_than(age, dry_run=True))
             confirm(f"delete the dead letters of {topic}/{group} older than {older_than}?", yes)
             return int(await dlq.purge_older_than(age))
-        chosen = await _select(dlq, entries, every)
+        dlq, chosen = await _select(admin, topic, group, entries, every)
         if dry_run or not chosen:
             return len(chosen)
         confirm(f"delete {len(chosen)} dead letter(s) of {topic}/{group} for good?", yes)
@@ -215,7 +266,7 @@ def purge(
     count_ = run_admin(ctx, run)
     out = output(ctx, json)
     if out.json:
-        out.document({"dry_run": dry_run, "purged": count_})
+        out.document({"topic": topic, "group": group, "dry_run": dry_run, "purged": count_})
     else:
         out.line(
             f"{'would purge' if dry_run else 'purged'} {count_} dead letter(s) of {topic}/{group}"

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from rmq.admin import GroupProgress
+from rmq.admin import Admin, GroupProgress, QueueReset
 
 from .complete import complete_topic
 from .options import EXIT_USAGE, GroupArg, JsonOption, TopicArg, YesOption, parse_time
@@ -81,16 +81,22 @@ def progress(
 def consumers(
     ctx: typer.Context, topic: TopicArg, group: GroupArg, json: JsonOption = False
 ) -> None:
-    """The group's consumers (worker processes): pending messages and idle time."""
+    """The group's consumers (worker processes): live or dead, pending messages, idle time.
+
+    A consumer is live while its process beats (every heartbeat_interval); a dead one (stopped
+    or crashed) stays listed while it owns pending entries, which live consumers claim after
+    the visibility timeout. A drained worker removes its own empty consumers.
+    """
     rows = run_admin(ctx, lambda admin: admin.group_consumers(topic, group))
     out = output(ctx, json)
     if out.json:
         out.document({"topic": topic, "group": group, "consumers": rows})
         return
+    live = sum(c.state == "live" for c in rows)
     out.table(
-        None,
-        ["CONSUMER", "PENDING", "IDLE", "QUEUES"],
-        [(c.name, c.pending, _seconds(c.idle_seconds), len(c.queues)) for c in rows],
+        f"{topic}/{group}: {live} live, {len(rows) - live} dead",
+        ["CONSUMER", "STATE", "PENDING", "IDLE", "QUEUES"],
+        [(c.name, c.state, c.pending, _seconds(c.idle_seconds), len(c.queues)) for c in rows],
     )
 
 
@@ -103,11 +109,16 @@ def delete(
     json: JsonOption = False,
 ) -> None:
     """Delete the group on every queue, with its pending list, retries and dead letters."""
-    confirm(
-        f"Delete group {group!r} of {topic!r}? What it has not acknowledged is dropped for it.",
-        yes,
-    )
-    queues = run_admin(ctx, lambda admin: admin.delete_group(topic, group))
+
+    async def delete_(admin: Admin) -> int:
+        await admin.require_group(topic, group)  # a missing one is an error, before asking
+        confirm(
+            f"Delete group {group!r} of {topic!r}? What it has not acknowledged is dropped for it.",
+            yes,
+        )
+        return await admin.delete_group(topic, group)
+
+    queues = run_admin(ctx, delete_)
     out = output(ctx, json)
     if out.json:
         out.document({"topic": topic, "group": group, "deleted": True, "queues": queues})
@@ -148,13 +159,18 @@ def reset_offset(
         fail("give exactly one of --to-time, --to-first, --to-last", EXIT_USAGE)
     target: datetime | Literal["first", "last"]
     if to_time is not None:
-        target = parse_time(to_time)
+        target = parse_time(to_time, option="--to-time")
         what = target.isoformat()
     else:
         target = "first" if to_first else "last"
         what = f"the {target} message"
-    confirm(f"Reset group {group!r} of {topic!r} to {what}?", yes)
-    resets = run_admin(ctx, lambda admin: admin.reset_offset(topic, group, target))
+
+    async def reset(admin: Admin) -> list[QueueReset]:
+        await admin.require_group(topic, group)
+        confirm(f"Reset group {group!r} of {topic!r} to {what}?", yes)
+        return await admin.reset_offset(topic, group, target)
+
+    resets = run_admin(ctx, reset)
     out = output(ctx, json)
     if out.json:
         out.document(

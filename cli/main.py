@@ -7,18 +7,21 @@ import sys
 from typing import Annotated
 
 import anyio
+import orjson
 import typer
 
 from rmq import App
 from rmq._version import __version__
 from rmq.errors import RMQError
-from rmq.settings import redact_url
+from rmq.settings import redact_url, unknown_variables
 
-from . import bench, consume, dlq, group, message, metrics, send, topic, transaction, worker
+from . import bench, consume, dlq, doctor, group, message, metrics, send, topic, transaction, worker
+from .failsafe import RootGroup
 from .options import EXIT_OK, EXIT_USAGE, GlobalOptions
 from .output import Output
 
 app = typer.Typer(
+    cls=RootGroup,
     name="rmq",
     help="rmq: RocketMQ's producer/consumer model on Redis Streams.",
     no_args_is_help=True,
@@ -32,9 +35,29 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(transaction.app, name="transaction")
 app.command("send")(send.send)
 app.command("consume")(consume.consume)
+app.command("doctor")(doctor.doctor)
 app.add_typer(worker.app, name="worker")
 app.add_typer(metrics.app, name="metrics")
 app.add_typer(bench.app, name="bench")
+
+
+@app.command("schema")
+def schema(
+    command: Annotated[
+        list[str], typer.Argument(help="The command, e.g. topic status (or: version).")
+    ],
+) -> None:
+    """Print the JSON Schema of a command's --json document."""
+    from .schemas import SCHEMAS, schema_for
+
+    try:
+        found = schema_for(" ".join(command))
+    except KeyError:
+        raise typer.BadParameter(
+            f"{' '.join(command)!r} prints no JSON document; these do: {', '.join(SCHEMAS)}",
+            param_hint="COMMAND",
+        ) from None
+    typer.echo(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
 
 
 def _server_version(options: GlobalOptions) -> tuple[str, dict[str, str] | None]:
@@ -97,6 +120,9 @@ def root(
     """Administer topics, groups and messages, and run workers."""
     options = GlobalOptions(redis_url=redis_url, namespace=namespace, json=json)
     ctx.obj = options
+    if not ctx.resilient_parsing:  # not while completing a word in the shell
+        for problem in unknown_variables():
+            typer.echo(f"warning: {problem}", err=True)
     if version:
         _print_version(options)
         raise typer.Exit(EXIT_OK)

@@ -9,7 +9,15 @@ import typer
 
 from rmq.admin import StoredMessage
 
-from .options import EXIT_USAGE, JsonOption, TopicArg, parse_bound
+from .options import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    JsonOption,
+    TopicArg,
+    check_message_ref,
+    check_offset,
+    parse_bound,
+)
 from .output import Output, message_doc, short
 from .runtime import fail, output, run_admin
 
@@ -31,9 +39,9 @@ ToOption = Annotated[
 ]
 
 
-def print_messages(out: Output, messages: Sequence[StoredMessage]) -> None:
+def print_messages(out: Output, topic: str, messages: Sequence[StoredMessage]) -> None:
     if out.json:
-        out.document({"messages": [message_doc(m) for m in messages]})
+        out.document({"topic": topic, "messages": [message_doc(m) for m in messages]})
         return
     out.table(
         None,
@@ -65,14 +73,14 @@ def show(
     if (msg_id is None) == (offset is None) or (offset is not None and queue is None):
         fail("give a MSG_ID, or --queue and --offset", EXIT_USAGE)
     if offset is not None and queue is not None:
-        q, where = queue, offset
+        q, where = queue, check_offset(offset)
         found = run_admin(ctx, lambda admin: admin.message_at(topic, q, where))
     else:
         assert msg_id is not None
-        wanted = msg_id
+        wanted = check_message_ref(msg_id)
         found = run_admin(ctx, lambda admin: admin.find_message(topic, wanted))
     if found is None:
-        fail(f"no message {msg_id or offset} in topic {topic}")
+        fail(f"no message {msg_id or offset} in topic {topic}", EXIT_FAILURE)
     out = output(ctx, json)
     doc = message_doc(found)
     if out.json:
@@ -101,11 +109,11 @@ def print_(
     json: JsonOption = False,
 ) -> None:
     """Print stored messages, oldest first, of one queue or all."""
-    lo, hi = parse_bound(start), parse_bound(end)
+    lo, hi = parse_bound(start, "--from"), parse_bound(end, "--to")
     messages = run_admin(
         ctx, lambda admin: admin.messages(topic, queue=queue, start=lo, end=hi, count=count)
     )
-    print_messages(output(ctx, json), messages)
+    print_messages(output(ctx, json), topic, messages)
 
 
 @app.command("query")
@@ -123,8 +131,8 @@ def query(
     There is no key index: the topic's streams are scanned server-side in bounded slices (1,000
     entries per call); narrow large topics with --from and --to.
     """
-    lo, hi = parse_bound(start), parse_bound(end)
+    lo, hi = parse_bound(start, "--from"), parse_bound(end, "--to")
     messages = run_admin(
         ctx, lambda admin: admin.query_key(topic, key, start=lo, end=hi, limit=limit)
     )
-    print_messages(output(ctx, json), messages)
+    print_messages(output(ctx, json), topic, messages)

@@ -10,15 +10,15 @@ import anyio
 import typer
 
 from rmq.context import Context
-from rmq.errors import BrokerUnavailable, RMQError
+from rmq.errors import BrokerUnavailable, ConfigError, RMQError
 from rmq.httpserver import Response, Route, serve, text
-from rmq.logging import configure
+from rmq.logging import LEVELS, configure
 from rmq.metrics_export import Exposition
 from rmq.metrics_state import StateCollector
 from rmq.settings import Settings
 
-from .options import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE
-from .runtime import fail, settings_for
+from .options import EXIT_FAILURE, EXIT_OK, EXIT_START, EXIT_UNAVAILABLE, EXIT_USAGE
+from .runtime import fail, settings_for, single
 
 app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
 
@@ -53,7 +53,9 @@ def serve_(
     bind: Annotated[str, typer.Option(envvar="RMQ_BIND", help="Address to listen on.")] = (
         "127.0.0.1"
     ),
-    log_level: Annotated[str, typer.Option(envvar="RMQ_LOG_LEVEL", help="Log level.")] = "INFO",
+    log_level: Annotated[
+        str, typer.Option(envvar="RMQ_LOG_LEVEL", help=f"Log level: {', '.join(LEVELS)}.")
+    ] = "INFO",
 ) -> None:
     """Serve the Redis state as Prometheus gauges (a standalone exporter).
 
@@ -61,14 +63,20 @@ def serve_(
     scrape, until SIGTERM or SIGINT. Run one per Redis (each one serving them adds a copy of
     every gauge); workers export their own counters.
     """
-    configure(log_level)
+    try:
+        configure(log_level)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
     settings = settings_for(ctx)
     try:
-        anyio.run(_serve, settings, bind, port)
+        try:
+            anyio.run(_serve, settings, bind, port)
+        except BaseExceptionGroup as group:
+            raise single(group) from None
     except BrokerUnavailable as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
     except RMQError as exc:
         fail(str(exc), EXIT_FAILURE)
     except OSError as exc:
-        fail(f"cannot listen on {bind}:{port}: {exc}", EXIT_FAILURE)
+        fail(f"cannot listen on {bind}:{port}: {exc.strerror or exc}", EXIT_START)
     raise typer.Exit(EXIT_OK)

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from rmq.browse import entry_id, is_msg_id
+from rmq.durations import duration_seconds
 from rmq.settings import Settings
 
 from .complete import complete_group, complete_topic
@@ -21,6 +23,17 @@ EXIT_UNAVAILABLE = 3
 EXIT_START = 4
 """`rmq worker run`: the app cannot start (a missing topic with strict_topics, an ACL refusal, a
 full Redis); restarting it would fail the same way."""
+
+EXIT_CODES = {
+    EXIT_OK: "ok",
+    EXIT_FAILURE: "failure: not found (topic, group, message, dead letter), refused (an ACL "
+    "permission missing, Redis full), not confirmed",
+    EXIT_USAGE: "usage: bad arguments, ids, names or settings (RMQ_* variables, a malformed URL)",
+    EXIT_UNAVAILABLE: "Redis unreachable",
+    EXIT_START: "cannot start: the app of `rmq worker run`, or a port already in use (`worker "
+    "run`, `metrics serve`)",
+}
+"""The one exit-code table every command follows (the README and the CLI page show it)."""
 
 CLI_STARTUP_TIMEOUT = 3.0
 """How long a command waits for an unreachable Redis, unless RMQ_STARTUP_TIMEOUT says otherwise."""
@@ -71,45 +84,72 @@ YesOption = Annotated[
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)(?:\s+ago)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_ENTRY_ID = re.compile(r"^\d+-\d+$")
+_OFFSET_LIKE = re.compile(r"^\d+-\d*$")
 
 
-def parse_time(value: str, *, now: datetime | None = None) -> datetime:
+def bad(message: str, option: str | None = None) -> typer.BadParameter:
+    """A usage error (exit 2) about `option` (e.g. "--from", "MSG_ID")."""
+    return typer.BadParameter(message, param_hint=option)
+
+
+def parse_time(value: str, *, now: datetime | None = None, option: str | None = None) -> datetime:
     """A time: ISO 8601 (no offset = local time), epoch ms, or a duration ago ("15m", "2h")."""
     text = value.strip()
     if match := _RELATIVE.match(text):
         ago = float(match.group(1)) * _UNITS[match.group(2)]
         return (now or datetime.now().astimezone()) - timedelta(seconds=ago)
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text) / 1000).astimezone()
     try:
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000).astimezone()
         moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(
+    except (ValueError, OverflowError, OSError):
+        raise bad(
             f"{value!r} is not a time: use ISO 8601 (2024-05-01T10:00, 2024-05-01T08:00Z), "
-            "epoch ms, or a duration ago (30s, 15m, 2h, 1d)"
+            "epoch ms, or a duration ago (30s, 15m, 2h, 1d)",
+            option,
         ) from None
     return moment if moment.tzinfo else moment.astimezone()
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+def parse_duration(value: str, option: str | None = None) -> float:
+    """Seconds from "30", "500ms", "30s", "5m", "2h" or "1d" (as RMQ_* variables take them)."""
+    try:
+        return duration_seconds(value)
+    except ValueError:
+        raise bad(f"{value!r} is not a duration: use 500ms, 30s, 5m, 2h or 3d", option) from None
 
 
-def parse_duration(value: str) -> float:
-    """Seconds from "30", "500ms", "30s", "5m", "2h" or "1d"."""
-    match = _DURATION.match(value.strip())
-    if match is None:
-        raise typer.BadParameter(f"{value!r} is not a duration: use 500ms, 30s, 5m, 2h or 1d")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
-def parse_bound(value: str | None) -> str | datetime | None:
+def parse_bound(value: str | None, option: str | None = None) -> str | datetime | None:
     """A range bound: a stream entry id (`<ms>-<seq>`) or a time (see `parse_time`)."""
     if value is None:
         return None
-    if _ENTRY_ID.match(value.strip()):
-        return value.strip()
-    return parse_time(value)
+    text = value.strip()
+    if _OFFSET_LIKE.match(text):
+        return check_offset(text, option)
+    return parse_time(value, option=option)
+
+
+def check_offset(value: str, option: str | None = "--offset") -> str:
+    """`value` if it is a stream entry id (`<ms>-<seq>`, both within 64 bits), else exit 2."""
+    try:
+        return entry_id(value)
+    except ValueError as exc:
+        raise bad(str(exc), option) from None
+
+
+def check_message_ref(value: str, option: str | None = "MSG_ID") -> str:
+    """An rmq msg_id (32 hex digits, as `rmq send` prints) or an entry id, else exit 2."""
+    text = value.strip()
+    if is_msg_id(text):
+        return text
+    try:
+        return entry_id(text)
+    except ValueError:
+        raise bad(
+            f"{value!r} is neither a msg_id (32 hex digits, as `rmq send` prints it) nor an "
+            "offset (<ms>-<seq>)",
+            option,
+        ) from None
 
 
 def parse_properties(values: list[str] | None) -> dict[str, str] | None:

@@ -1,15 +1,19 @@
 """What commands print: one JSON document with `--json`, rich tables otherwise; errors on stderr.
 
-JSON conventions (stable): snake_case keys; a command's document is an object (lists are under a
-named key); times are ISO 8601 UTC strings named `*_at`; durations are float seconds named
-`*_seconds`; stream ids (offsets) are strings; a value Redis cannot tell is null. Bytes bodies are
-base64 strings with `"body_type": "bytes"`.
+JSON conventions (stable, checked against a JSON Schema per command: `cli/schemas.py`): every
+document is an object whose first key is `schema_version` (`SCHEMA_VERSION`, raised on any
+incompatible change); snake_case keys; lists are under a named key and hold objects (per queue:
+with `queue_id`); a document about a topic or a group names it (`topic`, `group`); enum values are
+lower-case strings; times are ISO 8601 UTC strings named `*_at`; durations are float seconds named
+`*_seconds`; stream ids (offsets) are strings; a value Redis cannot tell is null (never ""). Bytes
+bodies are base64 strings with `"body_type": "bytes"`; no other field carries raw wire bytes.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import enum
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -23,9 +27,12 @@ from rich.table import Table
 from rmq.admin import StoredMessage
 from rmq.message import Message
 
-__all__ = ["Output", "error", "jsonable", "message_doc", "short"]
+__all__ = ["SCHEMA_VERSION", "Output", "error", "jsonable", "message_doc", "short"]
 
 _NON_TTY_WIDTH = 160
+
+SCHEMA_VERSION = 1
+"""The version of every `--json` document's layout (see cli/schemas.py)."""
 
 
 def jsonable(value: Any) -> Any:
@@ -40,6 +47,10 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
+    if isinstance(value, enum.Enum):
+        return str(value.value).lower()
+    if isinstance(value, frozenset | set):
+        return sorted(jsonable(v) for v in value)
     return value
 
 
@@ -61,6 +72,7 @@ def message_doc(msg: StoredMessage | Message) -> dict[str, Any]:
         "stored_at": jsonable(msg.stored_at),
     }
     if isinstance(msg, Message):
+        doc["group"] = msg.group
         doc["delivery_count"] = msg.delivery_count
     elif msg.error is not None:
         doc["error"] = msg.error
@@ -96,12 +108,13 @@ class Output:
         )
 
     def document(self, doc: dict[str, Any]) -> None:
-        """Print one JSON document."""
-        typer.echo(orjson.dumps(jsonable(doc), option=orjson.OPT_INDENT_2).decode())
+        """Print one JSON document (with `schema_version` first)."""
+        versioned = {"schema_version": SCHEMA_VERSION, **doc}
+        typer.echo(orjson.dumps(jsonable(versioned), option=orjson.OPT_INDENT_2).decode())
 
     def json_line(self, doc: dict[str, Any]) -> None:
         """Print one compact JSON object on its own line (streaming commands)."""
-        typer.echo(orjson.dumps(jsonable(doc)).decode())
+        typer.echo(orjson.dumps(jsonable({"schema_version": SCHEMA_VERSION, **doc})).decode())
         sys.stdout.flush()
 
     def table(

@@ -38,6 +38,14 @@ def loop_options(loop: str = "auto") -> dict[str, Any]:
     return {"use_uvloop": True}
 
 
+def single(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The one error inside `group` (nested groups of one unwrapped), else the group itself."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print `message` on stderr and exit with `code`."""
     error(message)

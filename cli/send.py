@@ -71,12 +71,18 @@ def send(
         int | None,
         typer.Option("--delay-level", min=1, max=18, help="RocketMQ delay level 1..18."),
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print only the msg_id (for scripts: id=$(rmq send ...))."
+        ),
+    ] = False,
     json: JsonOption = False,
 ) -> None:
     """Send one message and print where it was stored (or when it will be)."""
     payload = _body(body, body_type)
     props = parse_properties(properties)
-    seconds = parse_duration(delay) if delay is not None else None
+    seconds = parse_duration(delay, "--delay") if delay is not None else None
     result = run_admin(
         ctx,
         lambda admin: admin.send(
@@ -85,11 +91,13 @@ def send(
         ),
     )  # fmt: skip
     out = output(ctx, json)
-    if out.json:
+    if quiet and not out.json:
+        out.line(result.msg_id)
+    elif out.json:
         out.document(
             {
-                "status": result.status.value, "msg_id": result.msg_id, "topic": result.topic,
-                "queue_id": result.queue_id, "offset": result.offset,
+                "status": jsonable(result.status), "msg_id": result.msg_id, "topic": result.topic,
+                "queue_id": result.queue_id, "offset": result.offset or None,
                 "deliver_at": jsonable(result.deliver_at),
             }
         )  # fmt: skip

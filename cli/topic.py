@@ -12,7 +12,7 @@ from rmq.admin import Admin, TopicStatus, TopicTrim
 from rmq.retention import Policy
 from rmq.topics import TopicInfo
 
-from .options import JsonOption, TopicArg, YesOption, parse_duration
+from .options import JsonOption, TopicArg, YesOption, bad, parse_duration
 from .runtime import confirm, output, run_admin
 
 app = typer.Typer(help="Create, list, inspect and delete topics.", no_args_is_help=True)
@@ -70,21 +70,23 @@ def _retention_changes(
         if dlq in ("default", "off"):
             changes["dlq_retention"] = None if dlq == "default" else 0.0
         else:
-            changes["dlq_retention"] = parse_duration(dlq)
+            changes["dlq_retention"] = parse_duration(dlq, "--dlq-retention")
     if retention is not None:
-        changes["retention"] = None if retention == "default" else parse_duration(retention)
+        changes["retention"] = (
+            None if retention == "default" else parse_duration(retention, "--retention")
+        )
     if max_len is not None:
         if max_len in ("default", "off"):
             changes["retention_max_len"] = None if max_len == "default" else 0
         elif max_len.isdigit():
             changes["retention_max_len"] = int(max_len)
         else:
-            raise typer.BadParameter(f"--max-len {max_len!r}: a number, 'off' or 'default'")
+            raise bad(f"{max_len!r}: a number, 'off' or 'default'", "--max-len")
     if max_age is not None:
         if max_age in ("default", "off"):
             changes["retention_max_age"] = None if max_age == "default" else 0.0
         else:
-            changes["retention_max_age"] = parse_duration(max_age)
+            changes["retention_max_age"] = parse_duration(max_age, "--max-age")
     return changes
 
 
@@ -160,21 +162,49 @@ def create(
 def update(
     ctx: typer.Context,
     topic: TopicArg,
+    queues: Annotated[
+        int | None,
+        typer.Option(
+            "--queues", "-q", min=1, max=1024,
+            help="Grow the topic to this many queues (never fewer). Its groups are created on "
+            "the new queues; restart its workers so they read them. Sharding keys move: order "
+            "per key holds before and after, not across the change.",
+            show_default=False,
+        ),
+    ] = None,
     retention: RetentionOption = None,
     max_len: MaxLenOption = None,
     max_age: MaxAgeOption = None,
     dlq_retention: DlqRetentionOption = None,
     json: JsonOption = False,
-) -> None:
-    """Change a topic's retention (running workers follow at their next trim)."""
+) -> None:  # fmt: skip
+    """Grow a topic's queues or change its retention (running workers follow at their next
+    trim)."""
     changes = _retention_changes(retention, max_len, max_age, dlq_retention)
-    if not changes:
-        raise typer.BadParameter("give --retention, --max-len, --max-age or --dlq-retention")
-    info = run_admin(ctx, lambda admin: admin.update_topic(topic, **changes))
+    if not changes and queues is None:
+        raise bad("give --queues, --retention, --max-len, --max-age or --dlq-retention")
+
+    async def update_(admin: Admin) -> tuple[TopicInfo, int]:
+        added = 0
+        if queues is not None:
+            _, added = await admin.grow_topic(topic, queues)
+        info = await admin.update_topic(topic, **changes) if changes else await admin.topic(topic)
+        return info, added
+
+    info, added = run_admin(ctx, update_)
     out = output(ctx, json)
     if out.json:
-        out.document({"topic": info.name, **_overrides(info)})
-    else:
+        out.document(
+            {"topic": info.name, "queues": info.queues, "queues_added": added, **_overrides(info)}
+        )
+        return
+    if queues is not None:
+        if added:
+            out.line(f"topic {info.name} grown to {info.queues} queues (+{added}): restart its "
+                     "workers so they read the new ones")  # fmt: skip
+        else:
+            out.line(f"topic {info.name} has {info.queues} queues already")
+    if changes:
         shown = ", ".join(f"{k}={v}" for k, v in _overrides(info).items() if v is not None)
         out.line(f"topic {info.name} updated: {shown or 'retention from the settings'}")
 
@@ -184,8 +214,13 @@ def delete(
     ctx: typer.Context, topic: TopicArg, yes: YesOption = False, json: JsonOption = False
 ) -> None:
     """Delete a topic with all its messages, groups' state and dead letters."""
-    confirm(f"Delete topic {topic!r} with every message, group state and dead letter?", yes)
-    removed = run_admin(ctx, lambda admin: admin.delete_topic(topic))
+
+    async def delete_(admin: Admin) -> int:
+        await admin.topic(topic)  # a missing one is an error, before asking
+        confirm(f"Delete topic {topic!r} with every message, group state and dead letter?", yes)
+        return await admin.delete_topic(topic)
+
+    removed = run_admin(ctx, delete_)
     out = output(ctx, json)
     if out.json:
         out.document({"topic": topic, "deleted": True, "keys_removed": removed})

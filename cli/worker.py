@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import socket
@@ -56,7 +57,17 @@ def load_app(target: str) -> App:
         raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
     except RMQError as exc:  # e.g. rmq.App() at import time with a bad RMQ_* variable
         fail(f"cannot load {target}: {exc}", EXIT_USAGE)
-    obj = getattr(module, attribute or "app", None)
+    name = attribute or "app"
+    if not hasattr(module, name):
+        apps = sorted(k for k, v in vars(module).items() if isinstance(v, App))
+        close = difflib.get_close_matches(name, apps or list(vars(module)), n=1)
+        hint = (
+            f"; did you mean {module_name}:{close[0]}?" if close and close[0] in apps
+            else f"; its rmq.App objects: {', '.join(apps)}" if apps
+            else "; it defines no rmq.App"
+        )  # fmt: skip
+        raise typer.BadParameter(f"module {module_name!r} has no attribute {name!r}{hint}")
+    obj = getattr(module, name)
     if not isinstance(obj, App):
         raise typer.BadParameter(f"{target!r} is not an rmq.App (got {type(obj).__name__})")
     return obj
@@ -106,7 +117,12 @@ def run(
             "single deployment without `rmq metrics serve` (each endpoint adds one more copy).",
         ),
     ] = False,
-    log_level: Annotated[str, typer.Option(envvar="RMQ_LOG_LEVEL", help="Log level.")] = "INFO",
+    log_level: Annotated[
+        str,
+        typer.Option(
+            envvar="RMQ_LOG_LEVEL", help="Log level: DEBUG, INFO, WARNING, ERROR, CRITICAL."
+        ),
+    ] = "INFO",
     log_format: Annotated[
         str, typer.Option(envvar="RMQ_LOG_FORMAT", help=f"Log format: {' or '.join(FORMATS)}.")
     ] = "text",
@@ -163,7 +179,7 @@ def run(
     except RMQError as exc:
         fail(str(exc), EXIT_FAILURE)
     except OSError as exc:
-        fail(f"cannot listen on {bind}: {exc}", EXIT_FAILURE)
+        fail(f"cannot listen on {bind}: {exc.strerror or exc}", EXIT_START)
     raise typer.Exit(EXIT_OK)
 
 

@@ -40,6 +40,7 @@ from .consumer.pull import PullConsumer
 from .context import Context
 from .dlq import DeadLetters
 from .errors import ConfigError, GroupNotFound, TopicNotFound
+from .health import Liveness, is_live, live_apps
 from .ids import entry_ms
 from .keys import QueueKeys
 from .message import Message, SendResult
@@ -48,7 +49,7 @@ from .outgoing import Outgoing
 from .producer import Producer
 from .retention import StreamTrim, policy, topic_groups, trim_topic
 from .state import GroupQueueState, read_queues, server_ms
-from .topics import TopicInfo
+from .topics import MAX_QUEUES, TopicInfo
 from .transaction import browse as transactions
 from .transaction.browse import DiscardedTransaction, PendingTransaction, TransactionCount
 
@@ -89,10 +90,17 @@ class Admin:
     kept_count_limit = 10_000
     """Entries `trim` counts at most per stream as kept back by a group."""
 
-    def __init__(self, context: Callable[[], Context], producer: Producer, name: str) -> None:
+    def __init__(
+        self,
+        context: Callable[[], Context],
+        producer: Producer,
+        name: str,
+        liveness: Liveness | None = None,
+    ) -> None:
         self._context = context
         self._producer = producer
         self._name = name
+        self._liveness = liveness
 
     @property
     def ctx(self) -> Context:
@@ -141,6 +149,45 @@ class Admin:
             return existing, False
         info = await self.ctx.topics.create(topic, wanted, **retention)
         return info, info.queues == wanted
+
+    async def grow_topic(self, topic: str, queues: int) -> tuple[TopicInfo, int]:
+        """Give `topic` `queues` queues (grow only); returns (metadata, queues added).
+
+        Every consumer group of the topic is created on the new queues first, from their first
+        entry, so nothing sent there is skipped; then the count is published. Producers use the
+        new queues within 30 s (their topic cache); running workers read them once restarted
+        (until then what lands there waits, nothing is lost). Sharding keys map to other queues
+        afterwards: per-key order holds within the old count and within the new one, not
+        across the change.
+        """
+        info = await self.topic(topic)
+        if not 1 <= queues <= MAX_QUEUES:
+            raise ConfigError(f"a topic has 1..{MAX_QUEUES} queues, got {queues}")
+        if queues < info.queues:
+            raise ConfigError(
+                f"topic {topic!r} has {info.queues} queues: queues can be added, never removed "
+                "(removing one would strand its messages)"
+            )
+        if queues == info.queues:
+            return info, 0
+        states = await read_queues(self.ctx, [info])
+        groups = sorted({g.group for q in states for g in q.groups})
+        client = self.ctx.conn.commands
+        first = self.ctx.keys.queue(topic, 0)
+        with_retries = [g for g in groups if await client.exists(first.retry_stream(g))]
+        calls = self.ctx.calls
+        declares = []
+        for q in range(info.queues, queues):
+            queue = calls.queue(topic, q)
+            declares += [calls.declare_group(queue.stream, g, "first") for g in groups]
+            declares += [
+                calls.declare_group(queue.retry_stream(g), g, "first") for g in with_retries
+            ]
+        await calls.results(declares)
+        grown = info.replace(queues=queues)
+        await client.hset(self.ctx.keys.topics, topic, grown.to_json())
+        self.ctx.topics._cache.pop(topic, None)
+        return grown, queues - info.queues
 
     async def update_topic(self, topic: str, **retention: float | None) -> TopicInfo:
         """Set the topic's `retention`, `retention_max_len`, `retention_max_age` or
@@ -222,12 +269,32 @@ class Admin:
                 group=g,
                 lag=sum_or_none([s.lag for s in states]),
                 pending=sum(s.pending for s in states),
-                consumers=max(s.consumers for s in states),
+                consumers=len(frozenset().union(*(s.live_names for s in states))),
                 oldest_pending_age_seconds=max_or_none([_age(s, now) for s in states]),
                 dlq_length=sum(s.dlq_length for s in states),
             )
             for (t, g), states in sorted(by_group.items())
         ]
+
+    async def group_exists(self, topic: str, group: str) -> bool:
+        """Whether `group` subscribed to `topic` (a consumer group on its queues, or a
+        broadcasting group); raises `TopicNotFound` for a missing topic."""
+        info = await self.topic(topic)
+        validate_group(group)
+        client = self.ctx.conn.commands
+        if await client.sismember(self.ctx.keys.topic_groups(info.name), group):
+            return True
+        queues = await read_queues(self.ctx, [info], groups=[group])
+        return any(q.groups for q in queues)
+
+    async def require_group(self, topic: str, group: str) -> TopicInfo:
+        """The topic's metadata; raises `TopicNotFound` or `GroupNotFound`."""
+        if not await self.group_exists(topic, group):
+            raise GroupNotFound(
+                f"group {group!r} does not exist on topic {topic!r} (rmq group list {topic} "
+                "shows its groups)"
+            )
+        return await self.topic(topic)
 
     async def group_progress(self, topic: str, group: str) -> GroupProgress:
         """Lag, pending, oldest pending age, last delivered id and consumers, per queue."""
@@ -240,7 +307,8 @@ class Admin:
                 queue_id=q.queue_id, length=q.length, last_id=q.last_id,
                 last_delivered_id=g.last_delivered_id, lag=g.lag, pending=g.pending,
                 oldest_pending_id=g.oldest_pending_id, oldest_pending_age_seconds=_age(g, now),
-                consumers=g.consumers, dlq_length=g.dlq_length, retry_waiting=g.retry_waiting,
+                consumers=g.consumers, dead_consumers=g.dead_consumers, dlq_length=g.dlq_length,
+                retry_waiting=g.retry_waiting,
             )
             for q in queues
             for g in q.groups
@@ -250,7 +318,8 @@ class Admin:
         return GroupProgress(info.name, group, rows)
 
     async def group_consumers(self, topic: str, group: str) -> list[ConsumerInfo]:
-        """The group's consumers over every queue: pending entries and idle time."""
+        """The group's consumers over every queue: live or dead (its app stopped beating, see
+        `rmq.health`), pending entries and idle time. Live ones first, then by name."""
         info = await self.topic(topic)
         validate_group(group)
         pipe = self.ctx.conn.commands.pipeline(transaction=False)
@@ -259,6 +328,7 @@ class Admin:
         replies = await pipe.execute(raise_on_error=False)
         if all(isinstance(r, BaseException) for r in replies):
             raise GroupNotFound(f"group {group!r} does not exist on topic {topic!r}")
+        live = await live_apps(self.ctx)
         merged: dict[str, tuple[int, int, list[int]]] = {}
         for queue_id, rows in enumerate(replies):
             if isinstance(rows, BaseException):
@@ -272,10 +342,13 @@ class Admin:
                     idle_ms if idle < 0 else min(idle, idle_ms),
                     [*queues, queue_id],
                 )
-        return [
-            ConsumerInfo(name, pending, idle / 1000, queues)
+        rows = [
+            ConsumerInfo(
+                name, pending, idle / 1000, queues, "live" if is_live(name, live) else "dead"
+            )
             for name, (pending, idle, queues) in sorted(merged.items())
         ]
+        return sorted(rows, key=lambda c: c.state != "live")
 
     async def delete_group(self, topic: str, group: str) -> int:
         """Destroy the group on every queue, with its pending list, retries and dead letters.
@@ -499,7 +572,10 @@ class Admin:
         """
         deadline = time.monotonic() + wait
         got = 0
-        async with PullConsumer(self.ctx, topic, group, f"{self._name}-admin", start=start) as pc:
+        name = f"{self._name}-admin"
+        async with PullConsumer(
+            self.ctx, topic, group, name, start=start, liveness=self._liveness
+        ) as pc:
             while got < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -13,6 +13,7 @@ from .state import QueueState
 
 __all__ = [
     "ConsumerInfo",
+    "ConsumerState",
     "GroupProgress",
     "GroupSummary",
     "Position",
@@ -74,6 +75,9 @@ class QueueProgress:
     oldest_pending_age_seconds: float | None
     """Now minus the time the oldest pending entry was stored (its id is a ms timestamp)."""
     consumers: int
+    """Live consumers on this queue (their app beats)."""
+    dead_consumers: int
+    """Consumers Redis still lists on this queue whose app stopped beating."""
     dlq_length: int
     retry_waiting: int
 
@@ -122,9 +126,13 @@ class GroupSummary:
     lag: int | None
     pending: int
     consumers: int
-    """The most consumers seen on one queue (every consumer reads every queue)."""
+    """Live consumers of the group on any queue (their app beats; see `rmq.health`)."""
     oldest_pending_age_seconds: float | None
     dlq_length: int
+
+
+ConsumerState = Literal["live", "dead"]
+"""A consumer is live while its app beats (see `rmq.health`), dead after."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +144,9 @@ class ConsumerInfo:
     idle_seconds: float
     """Time since its last read or claim, on the queue it touched last."""
     queues: list[int]
+    state: ConsumerState = "live"
+    """"live" while its app beats; "dead": stopped or crashed (its pending entries are claimed
+    by live consumers after the visibility timeout)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,9 @@ from .consumer.spec import (
 )
 from .context import Context
 from .dlq import DeadLetters
+from .doctor import log_startup_warnings
 from .errors import ConfigError, ConsumerError, ProducerClosed
+from .health import Liveness
 from .ids import consumer_name
 from .message import Message, SendResult
 from .metrics_export import MetricsServer, serve_metrics
@@ -72,6 +74,7 @@ class App:
         else:
             self.settings = settings.replace(**overrides) if overrides else settings
         self.name = consumer_name()
+        self._liveness = Liveness(self.name)
         self._specs: list[ConsumerSpec] = []
         self._ctx: Context | None = None
         self._depth = 0
@@ -232,6 +235,7 @@ class App:
             if ctx is not None:
                 with anyio.CancelScope(shield=True):
                     await self._stop_checkbacks()
+                    await self._liveness.close()
                     await ctx.conn.close()
 
     async def declare(self) -> None:
@@ -405,7 +409,8 @@ class App:
         name = f"{self.name}-p{self._pull_consumers}"
         positions = self._pull_positions.setdefault((topic, group), Positions())
         return PullConsumer(self.context, topic, group, name, start=start, tag=tag, sql=sql,
-                            max_deliveries=max_deliveries, positions=positions)  # fmt: skip
+                            max_deliveries=max_deliveries, positions=positions,
+                            liveness=self._liveness)  # fmt: skip
 
     def stop(self) -> None:
         """Ask `run()` to stop gracefully."""
@@ -455,6 +460,22 @@ class App:
         self.trimmer = Trimmer(ctx, list(groups_by_topic))
         self.push_runtime = PushRuntime(ctx, push)
         checkbacks = [CheckBack(ctx, group, fn) for group, fn in self._checkers.items()]
+        await log_startup_warnings(ctx)
+        await self._liveness.join(ctx)
+        try:
+            await self._serve_all(task_status, push, others, checkbacks)
+        finally:
+            await self._liveness.leave()
+
+    async def _serve_all(
+        self,
+        task_status: TaskStatus[None],
+        push: list[PushConsumer],
+        others: list[OrderlyConsumer | BroadcastConsumer],
+        checkbacks: list[CheckBack],
+    ) -> None:
+        assert self._stop_requested is not None
+        ctx = self.context
         async with anyio.create_task_group() as services:
             await services.start(self.scheduler.run)
             await services.start(self.trimmer.run)
@@ -506,7 +527,7 @@ class App:
     @property
     def admin(self) -> Admin:
         """Topic, group, offset and message administration (what the `rmq` CLI runs)."""
-        return Admin(lambda: self.context, self._default_producer, self.name)
+        return Admin(lambda: self.context, self._default_producer, self.name, self._liveness)
 
     async def reset_offset(self, topic: str, group: str, to: Position) -> list[QueueReset]:
         """Move `group` on every queue of `topic` to a time, "first" or "last" (XGROUP SETID).

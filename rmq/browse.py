@@ -8,6 +8,7 @@ per `find_entries` script call, so Redis is never blocked for long. There is no 
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ import anyio
 
 from .codec import decode_fields
 from .context import Context
-from .errors import DecodeError
+from .errors import ConfigError, DecodeError
 from .ids import born_ms, entry_key, entry_ms
 from .keys import QueueKeys
 from .streams import call
@@ -26,6 +27,8 @@ from .topics import TopicInfo
 __all__ = [
     "Bound",
     "StoredMessage",
+    "entry_id",
+    "is_msg_id",
     "find_message",
     "message_at",
     "messages",
@@ -37,6 +40,24 @@ Bound = str | datetime | None
 """A range bound: a stream entry id, a time, or None (open)."""
 
 _MAX_SEQ = "18446744073709551615"
+_MAX_U64 = 2**64 - 1
+_ENTRY_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
+
+
+def entry_id(value: str) -> str:
+    """`value` (stripped) if it is a stream entry id `<ms>-<seq>` (or `<ms>`) within 64 bits;
+    raises `ConfigError` otherwise, before Redis sees it."""
+    text = value.strip() if isinstance(value, str) else ""
+    match = _ENTRY_ID.match(text)
+    if match is None or any(int(p) > _MAX_U64 for p in match.groups() if p is not None):
+        raise ConfigError(f"{value!r} is not an offset: an entry id is <ms>-<seq>, like "
+                          "1714550400000-0")  # fmt: skip
+    return text
+
+
+def is_msg_id(value: str) -> bool:
+    """Whether `value` is an rmq msg_id (32 hex digits with a birth time)."""
+    return born_ms(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +124,9 @@ def bound(value: Bound, default: str) -> str:
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         return str(max(0, int(moment.timestamp() * 1000)))
-    return value
+    if value in ("-", "+"):
+        return value
+    return entry_id(value)
 
 
 def _before(entry_id: str) -> str:
@@ -119,11 +142,12 @@ async def message_at(
 ) -> StoredMessage | None:
     """The message stored at `offset` (its entry id) in queue `queue_id`, or None."""
     stream = ctx.keys.queue(info.name, queue_id).stream
+    offset = entry_id(offset)
     rows = await call(ctx.conn.commands, "XRANGE", stream, offset, offset)
     if not rows:
         return None
-    entry_id, fields = rows[0]
-    return StoredMessage.decode(info.name, queue_id, entry_id, fields)
+    found_id, fields = rows[0]
+    return StoredMessage.decode(info.name, queue_id, found_id, fields)
 
 
 async def find_message(
@@ -133,6 +157,7 @@ async def find_message(
     within `window` seconds of it are read; an entry id is looked up in every queue."""
     born = born_ms(msg_id)
     if born is None:
+        entry_id(msg_id)  # neither an rmq msg_id nor an entry id: ConfigError
         for q in range(info.queues):
             found = await message_at(ctx, info, q, msg_id)
             if found is not None:

@@ -390,6 +390,10 @@ class ScriptCalls:
         """Delete consumers idle longer than `min_idle_ms` that own nothing (never `keep`)."""
         return self._call("reap_consumers", (stream,), (group, min_idle_ms, keep), _int)
 
+    def drop_consumer(self, stream: str, group: str, consumer: str) -> Call[int]:
+        """Delete `consumer` if it owns no pending entry (1), else keep it (0)."""
+        return self._call("drop_consumer", (stream,), (group, consumer), _int)
+
     def lease(self, key: str, op: str, token: str, ttl_ms: int) -> Call[bool]:
         """Acquire, renew or release an owner-checked lease (orderly queues, broadcast slots)."""
         return self._call("lease", (key,), (op, token, ttl_ms), _bool)
@@ -398,6 +402,12 @@ class ScriptCalls:
         """Record (or with "leave", remove) a member of an orderly group; the live members."""
         ttl = int(self._settings.lease_ttl * 1000)
         return self._call("heartbeat", (self._keys.members(topic, group),), (member, ttl, *extra),
+                          _texts)  # fmt: skip
+
+    def consumer_beat(self, owner: str, ttl_ms: int, *, leave: bool = False) -> Call[list[str]]:
+        """Record (or with `leave`, remove) an app whose consumers are live; the live apps."""
+        extra = ("leave",) if leave else ()
+        return self._call("heartbeat", (self._keys.live_consumers,), (owner, ttl_ms, *extra),
                           _texts)  # fmt: skip
 
     def claim_slot(self, group: str, instance: str, token: str) -> Call[bool]:

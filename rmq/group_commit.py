@@ -349,7 +349,7 @@ class GroupCommit:
         for item in chunk:
             sink = item.sink
             if sink is None:
-                log.error("one-way send to %s failed: %s", item.topic, exc)
+                log.error("one-way send failed: %s", exc, extra={"topic": item.topic})
             elif isinstance(sink, BatchSink):
                 sink.fail(exc)
             elif not sink.done():

@@ -27,6 +27,7 @@ of two queues.
 <ns>:members:<topic>:<group>         zset    live members of an orderly group: id -> heartbeat ms
 <ns>:bslot:<group>:<instance>        string  heartbeat lease of a broadcasting instance id
 <ns>:heartbeats:<module:app>         zset    worker processes: <host>:<pid> -> heartbeat ms
+<ns>:consumers                       zset    apps consuming now: app name -> heartbeat (server ms)
 <ns>:ptopics:<group>                 set     topics a producer group sent transactional messages to
 <ns>:wake:<topic>                    channel published when a delayed message or retry is due
                                              sooner than everything scheduled before it
@@ -64,6 +65,11 @@ class NamespaceKeys:
     def heartbeats(self, app_id: str) -> str:
         """Worker processes of one app (`module:attr`): `<host>:<pid>` -> heartbeat ms."""
         return f"{self.ns}:heartbeats:{app_id}"
+
+    @property
+    def live_consumers(self) -> str:
+        """Apps that consume now (their consumer names start with the app's name)."""
+        return f"{self.ns}:consumers"
 
     def producer_topics(self, group: str) -> str:
         """Topics that producer group `group` sent transactional messages to (check-back scans)."""

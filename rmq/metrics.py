@@ -215,7 +215,10 @@ STATE_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "rmq_retry_waiting_messages": ("Retries waiting for their backoff.", ("topic", "group")),
     "rmq_dlq_length": ("Messages in the group's dead-letter queues.", ("topic", "group")),
-    "rmq_consumers": ("Consumers of the group (most on one queue).", ("topic", "group")),
+    "rmq_consumers": (
+        "Live consumers of the group (their process beats; stopped ones are not counted).",
+        ("topic", "group"),
+    ),
     "rmq_redis_up": ("1 when the last read of Redis state succeeded.", ()),
     "rmq_state_read_seconds": ("How long the last read of Redis state took.", ()),
 }

@@ -1,7 +1,8 @@
 """The Redis-state gauges of `/metrics`: lag, pending, oldest pending age, queue lengths.
 
 `StateCollector` reads every topic of the namespace at scrape time, in a few pipelined round
-trips (XLEN, XINFO GROUPS, `XPENDING key group - + 1`, ZCARD), whatever the number of queues.
+trips (XLEN, XINFO GROUPS and CONSUMERS, `XPENDING key group - + 1`, ZCARD), whatever the number
+of queues. `rmq_consumers` counts a group's live consumers only (their app beats: `rmq.health`).
 These gauges describe Redis, not a process: serve them once per Redis (`rmq metrics serve`), or
 every deployment that serves them adds a copy (dashboards aggregate with `max by` to stay right).
 """
@@ -84,14 +85,14 @@ class StateCollector:
             totals[1] += q.delayed
             totals[2] += q.half
             for g in q.groups:
-                row = per_group.setdefault((q.topic, g.group), [0, 0, 0.0, 0, 0, 0])
+                row = per_group.setdefault((q.topic, g.group), [0, 0, 0.0, 0, 0, set()])
                 row[0] = None if row[0] is None or g.lag is None else row[0] + g.lag
                 row[1] += g.pending
                 if g.oldest_pending_id is not None:
                     row[2] = max(row[2], (now - entry_ms(g.oldest_pending_id)) / 1000)
                 row[3] += g.retry_waiting
                 row[4] += g.dlq_length
-                row[5] = max(row[5], g.consumers)
+                row[5].update(g.live_names)
         for topic, (length, delayed, half, count) in per_topic.items():
             fams["rmq_stream_length"].add_metric([topic], length)
             fams["rmq_delayed_messages"].add_metric([topic], delayed)
@@ -105,5 +106,5 @@ class StateCollector:
             fams["rmq_oldest_pending_age_seconds"].add_metric(labels, max(0.0, age))
             fams["rmq_retry_waiting_messages"].add_metric(labels, retry)
             fams["rmq_dlq_length"].add_metric(labels, dlq)
-            fams["rmq_consumers"].add_metric(labels, consumers)
+            fams["rmq_consumers"].add_metric(labels, len(consumers))
         return list(fams.values())

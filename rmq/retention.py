@@ -183,8 +183,8 @@ class Trimmer:
                     await self.trim_topic(topic)
                 except Exception as exc:
                     level = logging.WARNING if is_transient(exc) else logging.ERROR
-                    log.log(level, "trimming %s failed (retrying in %.0fs): %r", topic,
-                            interval, exc)  # fmt: skip
+                    log.log(level, "trimming failed (retrying in %.0fs): %r", interval, exc,
+                            extra={"topic": topic})  # fmt: skip
                 else:
                     self.rounds += 1
                 await anyio.sleep(pause)
@@ -223,5 +223,6 @@ class Trimmer:
             self.dead_letters_removed += dead
         if removed or dead:
             metrics.trimmed(topic, removed, unacked, dead)
-            log.debug("trimmed %d entries and %d dead letters of %s", removed, dead, topic)
+            log.debug("trimmed %d entries and %d dead letters", removed, dead,
+                      extra={"topic": topic})  # fmt: skip
         return rows

@@ -33,6 +33,7 @@ SCRIPT_NAMES = (
     "dead_letter",
     "declare_group",
     "dlq_replay",
+    "drop_consumer",
     "fenced_ack",
     "find_entries",
     "half_list",

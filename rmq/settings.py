@@ -1,12 +1,15 @@
 """Settings: one frozen dataclass, read from `RMQ_*` environment variables by `Settings.from_env()`.
 
 Every field maps to the variable `RMQ_<FIELD NAME IN CAPITALS>`; explicit keyword arguments win over
-the environment, which wins over the defaults. Durations are float seconds.
+the environment, which wins over the defaults. Durations are float seconds; their variables also
+take the CLI's forms (`RMQ_RETENTION=3d`, `RMQ_BLOCK_SECONDS=500ms`). `unknown_variables()` names
+the `RMQ_*` variables rmq does not read (the CLI and workers warn about them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -19,10 +22,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from redis.asyncio.connection import Connection, parse_url
 from redis.exceptions import RedisError
 
+from .durations import duration_seconds
 from .errors import ConfigError
 from .names import validate_namespace
 
-__all__ = ["Settings", "check_redis_url", "redact_url"]
+__all__ = ["OTHER_VARIABLES", "Settings", "check_redis_url", "redact_url", "unknown_variables"]
 
 _PASSWORD_IN_QUERY = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
 _TRUE = {"1", "true", "yes", "on"}
@@ -343,9 +347,41 @@ def _cast(var: str, raw: str, hint: Any) -> Any:
             raise ValueError(raw)
         if hint is int:
             return int(text)
-        if hint is float:
-            return float(text)
+        if hint is float:  # every float setting is a duration in seconds: "30", "500ms", "3d"
+            return duration_seconds(text)
         return raw
     except ValueError:
         name = getattr(hint, "__name__", str(hint))
+        if hint is float:
+            name = "duration (seconds, or 500ms, 30s, 5m, 2h, 3d)"
         raise ConfigError(f"{var}={raw!r} is not a valid {name}") from None
+
+
+OTHER_VARIABLES = {
+    "RMQ_BIND": "`rmq worker run` / `rmq metrics serve`: address the HTTP ports listen on",
+    "RMQ_EVENT_LOOP": "`rmq worker run`: auto, uvloop or asyncio",
+    "RMQ_EXPORT_STATE": "`rmq worker run`: also serve the Redis-state gauges",
+    "RMQ_HEALTH_PORT": "`rmq worker run`: port of /healthz and /readyz",
+    "RMQ_LOG_FORMAT": "text or json",
+    "RMQ_LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    "RMQ_METRICS_PORT": "`rmq worker run` / `rmq metrics serve`: port of /metrics",
+    "RMQ_PROCESSES": "`rmq worker run`: worker processes",
+    "RMQ_TEST_REDIS_URL": "rmq's own tests: a server to run against",
+    "RMQ_TEST_SERVER": "rmq's own tests: redis or valkey",
+    "RMQ_FAULTS_REPORT": "rmq's fault tests: a file collecting their figures",
+}
+"""`RMQ_*` variables that are not settings but that rmq reads (the CLI's options, tests)."""
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per `RMQ_*` variable rmq does not read (a typo), with the nearest known name."""
+    env = os.environ if environ is None else environ
+    known = {Settings.env_var(f.name) for f in fields(Settings)} | set(OTHER_VARIABLES)
+    out = []
+    for name in sorted(env):
+        if not name.startswith("RMQ_") or name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        out.append(f"{name} is not an rmq setting and is ignored{hint}")
+    return out

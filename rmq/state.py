@@ -7,9 +7,10 @@ Everything is read in a few pipelined round trips of cheap commands, whatever th
    ZCARD of the delayed and half-message sets (0 while those keys do not exist), and with
    `with_ids` the first and last entry (XRANGE/XREVRANGE COUNT 1);
 2. per queue and group: `XPENDING key group - + 1` (the oldest pending entry: its id is a ms
-   timestamp, so its age needs no scan), the dead-letter stream's XLEN, the retry set's ZCARD, and
+   timestamp, so its age needs no scan), the dead-letter stream's XLEN, the retry set's ZCARD,
    XINFO GROUPS of the group's retry stream (`:rs:<group>`, read with the queue: its lag and
-   pending entries count with the queue's).
+   pending entries count with the queue's), and XINFO CONSUMERS, whose names are matched against
+   the apps that beat (`rmq.health.live_apps`, one more call): consumers are counted live or dead.
 
 No command names keys of two queues, and nothing scans a pending list or a stream.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 from .connection import broker_error
 from .context import Context
+from .health import is_live, live_apps
 from .ids import entry_ms
 from .keys import QueueKeys
 from .streams import Client
@@ -55,11 +57,16 @@ class GroupQueueState:
     """Entries not yet delivered to the group; None when Redis cannot tell (see README)."""
     pending: int
     consumers: int
+    """Live consumers (their app beats, see `rmq.health`)."""
     oldest_pending_id: str | None
     oldest_pending_idle_ms: int | None
     """Time since the oldest pending entry was last delivered."""
     dlq_length: int
     retry_waiting: int
+    dead_consumers: int = 0
+    """Consumers Redis still lists whose app stopped beating."""
+    live_names: frozenset[str] = frozenset()
+    """The live consumers' names (to count distinct ones over queues)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,13 @@ def _retry_stream_group(reply: Any, group: str) -> dict[str, Any]:
     return next((row for row in reply if _text(row["name"]) == group), {})
 
 
+def _consumer_names(reply: Any) -> list[str]:
+    """The names in an XINFO CONSUMERS reply ([] for an error: the group vanished meanwhile)."""
+    if isinstance(reply, BaseException):
+        return []
+    return [_text(row["name"]) for row in reply]
+
+
 def _first_id(reply: Any) -> str | None:
     if isinstance(reply, BaseException) or not reply:
         return None
@@ -158,16 +172,20 @@ async def read_queues(
                 ("XLEN", q.dlq(group)),
                 ("ZCARD", q.retry(group)),
                 ("XINFO GROUPS", q.retry_stream(group)),
+                ("XINFO CONSUMERS", q.stream, group),
             ]
     extra = await _pipeline(client, details)
+    live = await live_apps(ctx) if details else set()
     out: list[QueueState] = []
     n = 0
     for i, (q, rows) in enumerate(found):
         base = replies[i * per_queue : (i + 1) * per_queue]
         states: list[GroupQueueState] = []
         for row in rows:
-            oldest, dlq, retry, retries = extra[n : n + 4]
-            n += 4
+            oldest, dlq, retry, retries, members = extra[n : n + 5]
+            n += 5
+            names = _consumer_names(members)
+            live_names = frozenset(c for c in names if is_live(c, live))
             oldest_row = oldest[0] if isinstance(oldest, list) and oldest else None
             group = _text(row["name"])
             due = _retry_stream_group(retries, group)
@@ -180,13 +198,15 @@ async def read_queues(
                     entries_read=_int_or_none(row.get("entries-read")),
                     lag=None if lag is None or due_lag is None else lag + due_lag,
                     pending=int(row["pending"]) + int(due.get("pending", 0)),
-                    consumers=int(row["consumers"]),
+                    consumers=len(live_names),
                     oldest_pending_id=_text(oldest_row["message_id"]) if oldest_row else None,
                     oldest_pending_idle_ms=(
                         int(oldest_row["time_since_delivered"]) if oldest_row else None
                     ),
                     dlq_length=0 if isinstance(dlq, BaseException) else int(dlq),
                     retry_waiting=0 if isinstance(retry, BaseException) else int(retry),
+                    dead_consumers=len(names) - len(live_names),
+                    live_names=live_names,
                 )
             )
         states.sort(key=lambda s: s.group)

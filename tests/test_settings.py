@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import rmq
 from rmq.errors import ConfigError, InvalidName
 from rmq.settings import Settings, redact_url
 
@@ -232,9 +233,9 @@ def test_unrelated_env_vars_are_ignored() -> None:
         ("RMQ_MAX_CONNECTIONS", "1.5", "int"),
         ("RMQ_MAX_CONNECTIONS", "", "int"),
         ("RMQ_DEFAULT_QUEUES", "0x10", "int"),
-        ("RMQ_SEND_TIMEOUT", "fast", "float"),
-        ("RMQ_SEND_TIMEOUT", "", "float"),
-        ("RMQ_SEND_TIMEOUT", "3s", "float"),
+        ("RMQ_SEND_TIMEOUT", "fast", "duration"),
+        ("RMQ_SEND_TIMEOUT", "", "duration"),
+        ("RMQ_SEND_TIMEOUT", "3 weeks", "duration"),
         ("RMQ_STRICT_TOPICS", "maybe", "bool"),
         ("RMQ_STRICT_TOPICS", "2", "bool"),
         ("RMQ_STRICT_TOPICS", "y", "bool"),
@@ -349,7 +350,7 @@ def test_max_properties_bytes_must_be_positive() -> None:
 @pytest.mark.parametrize("name", ["send_timeout", "connect_timeout", "visibility_timeout"])
 def test_nan_durations_are_rejected(name: str) -> None:
     """NaN compares False with everything, so `<= 0` checks let it through."""
-    with pytest.raises(ConfigError, match=name):
+    with pytest.raises(ConfigError, match=Settings.env_var(name)):
         Settings.from_env({Settings.env_var(name): "nan"})
     with pytest.raises(ConfigError, match=name):
         Settings(**kwargs(name, math.nan))
@@ -546,3 +547,22 @@ def _all_kwargs() -> dict[str, Any]:
 
 def test_equal_settings_compare_equal() -> None:
     assert Settings(**_all_kwargs()) == Settings()
+
+
+def test_duration_variables_take_the_cli_forms() -> None:
+    from rmq.settings import unknown_variables
+
+    env = {"RMQ_RETENTION": "3d", "RMQ_BLOCK_SECONDS": "500ms", "RMQ_SHUTDOWN_GRACE": "1m",
+           "RMQ_VISIBILITY_TIMEOUT": "45", "RMQ_RETENTION_MAX_AGE": "2h"}  # fmt: skip
+    settings = rmq.Settings.from_env(env)
+    assert settings.retention == 3 * 86400
+    assert settings.block_seconds == 0.5
+    assert (settings.shutdown_grace, settings.visibility_timeout) == (60, 45)
+    assert settings.retention_max_age == 7200
+    with pytest.raises(ConfigError, match="RMQ_RETENTION='3 weeks' is not a valid duration"):
+        rmq.Settings.from_env({"RMQ_RETENTION": "3 weeks"})
+    assert unknown_variables({"RMQ_RETENTOIN": "3d", "RMQ_HEALTH_PORT": "1", "HOME": "/"}) == [
+        "RMQ_RETENTOIN is not an rmq setting and is ignored (did you mean RMQ_RETENTION?)"
+    ]
+    others = ("RMQ_EXPORT_STATE", "RMQ_BIND", "RMQ_PROCESSES", "RMQ_LOG_LEVEL", "RMQ_EVENT_LOOP")
+    assert unknown_variables(dict.fromkeys(others, "1")) == []

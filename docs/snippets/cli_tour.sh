@@ -3,6 +3,8 @@ rmq topic create orders --queues 8           # updateTopic
 rmq topic list
 rmq topic status orders                      # per queue: length, first and last id, delayed
 rmq topic update orders --retention 3d --max-len 1000000   # also --max-age, --dlq-retention
+rmq topic update orders --queues 12          # grow only; restart workers to read the new queues
+rmq doctor orders                            # eviction policy, AOF, version; node and slot per queue
 # --8<-- [end:topics]
 # --8<-- [start:send]
 rmq send orders '{"id": 1}' --type json --tag paid --key order-1 --property region=eu
@@ -13,7 +15,7 @@ rmq consume orders --group billing --from first -n 2   # receive as the group, a
 # --8<-- [start:groups]
 rmq group list                               # lag, pending, oldest pending age, consumers, DLQ
 rmq group progress orders billing            # consumerProgress, per queue
-rmq group consumers orders billing           # consumerConnection: pending and idle per consumer
+rmq group consumers orders billing           # consumerConnection: live or dead, pending, idle
 rmq group reset-offset orders billing --to-time 2024-05-01T08:00Z --yes   # or --to-first, --to-last
 # --8<-- [end:groups]
 # --8<-- [start:messages]

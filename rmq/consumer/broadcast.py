@@ -31,6 +31,7 @@ from ..connection import Backoff, is_transient
 from ..context import Context
 from ..dlq import DeadLetterInfo
 from ..errors import DecodeError
+from ..logging import fields
 from ..streams import Entry, call
 from ..wire import Wire
 from .handling import Handling, Verdict
@@ -50,6 +51,7 @@ class BroadcastConsumer:
     def __init__(self, ctx: Context, spec: ConsumerSpec, name: str) -> None:
         self.ctx = ctx
         self.spec = spec
+        self._log_fields = fields(topic=spec.topic, group=spec.group)
         self.name = name
         self.topic = spec.topic
         self.group = spec.group
@@ -88,7 +90,7 @@ class BroadcastConsumer:
                 if self._claimed:
                     tg.start_soon(self._renew_slot_loop)
                 task_status.started()
-                log.info("%s: broadcasting instance %s", self.spec.name, self.instance_id)
+                log.info("broadcasting instance %s", self.instance_id, extra=self._log_fields)
                 with self._consume_scope:
                     async with anyio.create_task_group() as loops:  # they end after stop()
                         for unit in self.ctx.conn.read_units(list(self._offsets)):
@@ -127,14 +129,13 @@ class BroadcastConsumer:
                     calls.claim_slot(self.group, self.instance_id, self._slot_token)
                 )
             except Exception as exc:
-                log.warning("%s: renewing instance slot failed: %r", self.spec.name, exc)
+                log.warning("renewing instance slot failed: %r", exc, extra=self._log_fields)
                 continue
             if held:
                 self._slot_valid_until = started + settings.lease_ttl * 0.8
             else:
-                log.warning(
-                    "%s: instance id %s was taken over; stopping", self.spec.name, self.instance_id
-                )
+                log.warning("instance id %s was taken over; stopping", self.instance_id,
+                            extra=self._log_fields)  # fmt: skip
                 self._slot_valid_until = 0
                 self.stop()
                 return
@@ -193,8 +194,8 @@ class BroadcastConsumer:
         )
         if not written:
             log.warning(
-                "%s: offset of %s moved by another process using id %s; stopping",
-                self.spec.name, stream, self.instance_id,
+                "offset moved by another process using id %s; stopping", self.instance_id,
+                extra=fields(topic=self.spec.topic, group=self.spec.group, stream=stream),
             )  # fmt: skip
             self._stop.set()
             return
@@ -221,7 +222,7 @@ class BroadcastConsumer:
         while not self._stop.is_set():
             wire = wires[0]
             if time.monotonic() > self._slot_valid_until:
-                log.warning("%s: instance slot lease lapsed; stopping", self.spec.name)
+                log.warning("instance slot lease lapsed; stopping", extra=self._log_fields)
                 self.stop()
                 return
             reply = None
@@ -237,9 +238,8 @@ class BroadcastConsumer:
             except Exception as exc:
                 delay = backoff.next_delay()
                 level = logging.WARNING if is_transient(exc) else logging.ERROR
-                log.log(
-                    level, "%s: read failed (%r); retrying in %.2fs", self.spec.name, exc, delay
-                )
+                log.log(level, "read failed (%r); retrying in %.2fs", exc, delay,
+                        extra=self._log_fields)  # fmt: skip
                 await anyio.sleep(delay)
                 if is_transient(exc) and self.ctx.conn.cluster:  # the queue may have moved
                     await self.ctx.conn.router.follow(exc)

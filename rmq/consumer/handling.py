@@ -35,6 +35,7 @@ from .. import metrics
 from ..dlq import DeadLetterInfo, describe_error
 from ..errors import Reject, Retry, Skip
 from ..ids import entry_ms
+from ..logging import fields
 from ..message import Message
 from ..retry import seconds
 from .spec import ConsumerSpec
@@ -196,7 +197,8 @@ class Handling:
             try:
                 return seconds(exc.delay, "Retry(delay=...)")
             except ValueError as bad:
-                log.warning("%s: %s; using the retry policy's delay", self.spec.name, bad)
+                log.warning("%s; using the retry policy's delay", bad,
+                            extra=fields(topic=self.topic, group=self.group))  # fmt: skip
         return self.rule.delay(attempt)
 
     # ------------------------------------------------------------------ dead letters
@@ -251,7 +253,8 @@ class Handling:
     def dead_lettered(self, where: str, info: DeadLetterInfo) -> None:
         self.stats.dead_lettered += 1
         metrics.dead_lettered(self.topic, self.group, info.reason)
-        log.warning("%s: dead-lettered %s: %s %s", self.spec.name, where, info.reason, info.error)
+        log.warning("dead-lettered (%s): %s", info.reason, info.error,
+                    extra=fields(topic=self.topic, group=self.group, stream=where))  # fmt: skip
 
     def reclaimed(self, count: int) -> None:
         self.stats.reclaimed += count
@@ -260,10 +263,8 @@ class Handling:
     def lost_payloads(self, where: str, count: int) -> None:
         """Pending entries whose payload was trimmed or deleted: acknowledged, counted."""
         self.stats.trimmed += count
-        log.warning(
-            "%s: %d pending entries of %s lost their payload (trimmed or deleted)",
-            self.spec.name, count, where,
-        )  # fmt: skip
+        log.warning("%d pending entries lost their payload (trimmed or deleted)", count,
+                    extra=fields(topic=self.topic, group=self.group, stream=where))  # fmt: skip
 
     def close(self) -> None:
         self.threads.close()

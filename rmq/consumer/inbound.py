@@ -12,6 +12,7 @@ from ..connection import broker_error
 from ..context import Context
 from ..dlq import DeadLetterInfo
 from ..ids import born_ms, entry_key
+from ..logging import fields
 from ..message import Message
 from ..topics import TopicInfo
 from .spec import StartPosition, start_argument
@@ -84,9 +85,8 @@ async def dead_letter(
         what="dead-letter",
     )
     if result:
-        log.warning(
-            "dead-lettered %s[%d]@%s (%s): %s", topic, queue_id, entry_id, group, info.reason
-        )
+        log.warning("dead-lettered (%s)", info.reason, extra=fields(
+            topic=topic, group=group, queue=queue_id, offset=entry_id))  # fmt: skip
     return result
 
 

@@ -44,6 +44,7 @@ from redis.exceptions import AskError, MovedError
 from ..connection import Backoff, is_nogroup, is_transient
 from ..context import Context
 from ..ids import entry_key
+from ..logging import fields
 from ..wire import Wire
 from .push import MAX_FETCH_GROWTH, PushConsumer, Source
 
@@ -296,8 +297,8 @@ class Lane:
             raise error
         targets = self.consumers if everyone else [consumer]
         for target in targets:
-            log.warning("%s: consumer group missing (%s); declaring it again", target.spec.name,
-                        error)  # fmt: skip
+            log.warning("consumer group missing; declaring it again",
+                        extra=fields(topic=target.topic, group=target.group))  # fmt: skip
             await target.redeclare()
             for source in target.sources:
                 source.restart()

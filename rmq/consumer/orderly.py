@@ -32,6 +32,7 @@ from ..connection import Backoff, is_nogroup, is_transient
 from ..context import Context
 from ..dlq import DeadLetterInfo
 from ..errors import DecodeError
+from ..logging import fields as log_fields
 from ..message import Message
 from ..streams import Entry
 from ..wire import Wire
@@ -90,6 +91,7 @@ class OrderlyConsumer:
     def __init__(self, ctx: Context, spec: ConsumerSpec, name: str) -> None:
         self.ctx = ctx
         self.spec = spec
+        self._log_fields = log_fields(topic=spec.topic, group=spec.group)
         self.name = name
         self.topic = spec.topic
         self.group = spec.group
@@ -144,7 +146,9 @@ class OrderlyConsumer:
                 try:
                     await self.membership.leave()
                 except Exception as exc:
-                    log.warning("%s: could not leave the group cleanly: %r", self.spec.name, exc)
+                    log.warning(
+                        "could not leave the group cleanly: %r", exc, extra=self._log_fields
+                    )
             self.handling.close()
 
     # ------------------------------------------------------------------ rebalancing
@@ -157,7 +161,7 @@ class OrderlyConsumer:
                 await self._rebalance()
             except Exception as exc:
                 level = logging.WARNING if is_transient(exc) else logging.ERROR
-                log.log(level, "%s: rebalance failed: %r", self.spec.name, exc)
+                log.log(level, "rebalance failed: %r", exc, extra=self._log_fields)
             await anyio.sleep(interval)
 
     async def _rebalance(self) -> None:
@@ -167,7 +171,7 @@ class OrderlyConsumer:
         ttl = self.ctx.settings.lease_ttl
         for queue_id, owned in list(self.owned.items()):
             if queue_id not in mine and not owned.revoked:
-                log.info("%s: handing queue %d over", self.spec.name, queue_id)
+                log.info("handing queue %d over", queue_id, extra=self._log_fields)
                 owned.revoked = True
                 owned.event.set()
                 continue
@@ -175,7 +179,7 @@ class OrderlyConsumer:
             if await owned.lease.renew():
                 owned.valid_until = started + ttl * _VALIDITY
             elif not owned.lost:
-                log.warning("%s: lost the lease of queue %d", self.spec.name, queue_id)
+                log.warning("lost the lease of queue %d", queue_id, extra=self._log_fields)
                 owned.lost = owned.revoked = True
                 owned.event.set()
         for queue_id in sorted(mine - set(self.owned)):
@@ -187,7 +191,7 @@ class OrderlyConsumer:
                 stream = self.ctx.keys.queue(self.topic, queue_id).stream
                 owned = _Owned(queue_id, stream, lease, started + ttl * _VALIDITY)
                 self.owned[queue_id] = owned
-                log.info("%s: consuming queue %d", self.spec.name, queue_id)
+                log.info("consuming queue %d", queue_id, extra=self._log_fields)
                 assert self._workers is not None
                 self._workers.start_soon(self._queue_worker, owned)
                 self._changed.set()
@@ -207,7 +211,7 @@ class OrderlyConsumer:
             if not owned.lost:
                 await owned.lease.release()
         except Exception as exc:
-            log.warning("%s: closing queue %d: %r", self.spec.name, owned.queue_id, exc)
+            log.warning("closing queue %d: %r", owned.queue_id, exc, extra=self._log_fields)
         finally:
             if self.owned.get(owned.queue_id) is owned:
                 del self.owned[owned.queue_id]
@@ -346,7 +350,7 @@ class OrderlyConsumer:
 
     async def _on_fetch_error(self, exc: Exception, backoff: Backoff) -> None:
         if is_nogroup(exc):
-            log.warning("%s: consumer group missing; declaring it again", self.spec.name)
+            log.warning("consumer group missing; declaring it again", extra=self._log_fields)
             try:
                 await self.declare(again=True)
                 for owned in self.owned.values():
@@ -356,7 +360,7 @@ class OrderlyConsumer:
                 exc = declare_error
         delay = backoff.next_delay()
         level = logging.WARNING if is_transient(exc) else logging.ERROR
-        log.log(level, "%s: fetch failed (%r); retrying in %.2fs", self.spec.name, exc, delay)
+        log.log(level, "fetch failed (%r); retrying in %.2fs", exc, delay, extra=self._log_fields)
         await anyio.sleep(delay)
 
     # ------------------------------------------------------------------ handling
@@ -376,8 +380,8 @@ class OrderlyConsumer:
                     continue
                 if not owned.valid:
                     log.warning(
-                        "%s: lease of queue %d expired before the next message; stopping there",
-                        self.spec.name, owned.queue_id,
+                        "lease of queue %d expired before the next message; stopping there",
+                        owned.queue_id, extra=self._log_fields,
                     )  # fmt: skip
                     owned.lost = True
                     return
@@ -426,8 +430,8 @@ class OrderlyConsumer:
             raise
         if result == FENCED:
             log.warning(
-                "%s: fenced: queue %d has another owner now; %d handled messages stay pending",
-                self.spec.name, owned.queue_id, len(acks),
+                "fenced: queue %d has another owner now; %d handled messages stay pending",
+                owned.queue_id, len(acks), extra=self._log_fields,
             )  # fmt: skip
             owned.lost = owned.revoked = True
             return False

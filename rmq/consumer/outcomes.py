@@ -20,6 +20,7 @@ from typing import Any
 from ..calls import Call
 from ..context import Context
 from ..dlq import DeadLetterInfo
+from ..logging import fields
 from ..router import WireSet
 from .handling import Handling
 
@@ -182,7 +183,8 @@ class Outcomes:
 
     def _read_ack(self, stream: str, ids: list[str], result: Any) -> None:
         if isinstance(result, BaseException):
-            log.error("%s/%s: XACK on %s failed: %r", self.topic, self.group, stream, result)
+            log.error("acknowledging failed: %r", result,
+                      extra=fields(topic=self.topic, group=self.group, stream=stream))  # fmt: skip
         else:
             self.handling.acked(int(result))
         self._settled(stream, ids)
@@ -191,7 +193,8 @@ class Outcomes:
         try:
             statuses = call.result(reply)
         except Exception as exc:
-            log.error("%s/%s: retry on %s failed: %r", self.topic, self.group, stream, exc)
+            log.error("scheduling retries failed: %r", exc,
+                      extra=fields(topic=self.topic, group=self.group, stream=stream))  # fmt: skip
         else:
             self.handling.retried(sum(1 for status in statuses if status == 1))
         self._settled(stream, ids)
@@ -202,7 +205,8 @@ class Outcomes:
         try:
             dead_id = call.result(reply)
         except Exception as exc:
-            log.error("%s/%s: dead-letter on %s failed: %r", self.topic, self.group, stream, exc)
+            log.error("dead-lettering failed: %r", exc, extra=fields(
+                topic=self.topic, group=self.group, stream=stream, offset=offset))  # fmt: skip
         else:
             if dead_id:
                 self.handling.dead_lettered(f"{stream}@{offset}", info)

@@ -23,12 +23,15 @@ from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
+import anyio
+
 from ..calls import Received
 from ..connection import is_nogroup
 from ..context import Context
 from ..dlq import DeadLetterInfo, describe_error
 from ..errors import ConfigError, ConsumerError, DecodeError
 from ..filters import compile_filter
+from ..health import Liveness, drop_empty_consumers
 from ..message import Message
 from ..names import validate_group, validate_topic
 from ..streams import call
@@ -56,6 +59,7 @@ class PullConsumer:
         sql: str | None = None,
         max_deliveries: int = 16,
         positions: Positions | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int):
             raise ConfigError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
@@ -74,6 +78,7 @@ class PullConsumer:
         self._info: TopicInfo | None = None
         self._next_queue = 0
         self._positions = positions if positions is not None else Positions()
+        self._liveness = liveness
 
     async def __aenter__(self) -> PullConsumer:
         # A group this app consumed before and that is gone now (Redis restarted empty) is
@@ -83,12 +88,22 @@ class PullConsumer:
             lambda: declare_group(self.ctx, self.topic, self.group, self.start, again=again),
             deadline=time.monotonic() + self.ctx.settings.startup_timeout,
         )
+        if self._liveness is not None:
+            await self._liveness.join(self.ctx)
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._info = None
+        info, self._info = self._info, None
+        if info is None:
+            return
+        mine = [(self.ctx.calls.queue(self.topic, q).stream, self.group, self.name)
+                for q in range(info.queues)]  # fmt: skip
+        with anyio.move_on_after(self.ctx.settings.socket_timeout, shield=True):
+            await drop_empty_consumers(self.ctx, mine)
+            if self._liveness is not None:
+                await self._liveness.leave()
 
     @property
     def info(self) -> TopicInfo:

@@ -25,6 +25,7 @@ from anyio.abc import TaskStatus
 from redis.crc import key_slot
 
 from ..context import Context
+from ..health import drop_empty_consumers
 from .inbound import declare_groups
 from .lanes import DOORBELL, GROUP, POLL, Lane, Replan
 from .outcomes import OutcomeWriter
@@ -140,12 +141,17 @@ class PushRuntime:
             await self.writer.flush()
             for consumer in self.consumers:
                 await consumer.release_own_pending()
+            await drop_empty_consumers(self.ctx, self._own_consumers())
         except Exception as exc:
             log.warning("could not flush at shutdown (%r); unacknowledged entries stay pending",
                         exc)  # fmt: skip
         await self.writer.close()
         for consumer in self.consumers:
             consumer.handling.close()
+
+    def _own_consumers(self) -> list[tuple[str, str, str]]:
+        """(stream, group, consumer) of every source: a drained worker leaves no empty consumer."""
+        return [(s.stream, c.group, c.name) for c in self.consumers for s in c.sources]
 
 
 async def declare_all(ctx: Context, consumers: list[PushConsumer]) -> None:

@@ -30,6 +30,7 @@ import anyio
 
 from ..connection import is_transient
 from ..context import Context
+from ..logging import fields
 from ..router import WireSet
 from .push import PushConsumer, Source
 
@@ -179,8 +180,8 @@ class Upkeep:
             if entries:
                 self.claimed += len(entries)
                 consumer.handling.reclaimed(len(entries))
-                log.info("%s: claimed %d idle entries of %s", consumer.spec.name, len(entries),
-                         source.stream)  # fmt: skip
+                log.info("claimed %d idle entries", len(entries), extra=fields(
+                    topic=consumer.topic, group=consumer.group, stream=source.stream))  # fmt: skip
                 await consumer.accept(source, entries, redelivered=True)
         if waiting:
             await self._schedule(wire, waiting, now)

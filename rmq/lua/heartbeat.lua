@@ -5,6 +5,7 @@
 -- luacheck: globals redis KEYS ARGV
 --
 -- KEYS[1]  <ns>:members:<topic>:<group>   zset: member id -> last heartbeat (server ms)
+--          (or <ns>:consumers: the apps whose consumers are live, by app name)
 -- ARGV[1]  member id ("" to only list)
 -- ARGV[2]  ttl in ms: members without a heartbeat for this long are gone
 -- ARGV[3]  "leave" to remove the member instead of recording it (optional)

@@ -68,7 +68,8 @@ class CheckBack:
                     wait = await self.check_once(wire)
                 except Exception as exc:
                     level = logging.WARNING if is_transient(exc) else logging.ERROR
-                    log.log(level, "checking transactions of %s failed: %r", self.group, exc)
+                    log.log(level, "checking transactions failed: %r", exc,
+                            extra={"group": self.group})  # fmt: skip
                     await anyio.sleep(backoff.next_delay())
                     continue
                 backoff.reset()

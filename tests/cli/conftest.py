@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from rmq.cli.main import app
+from rmq.cli.output import SCHEMA_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +59,10 @@ def cli(env: dict[str, str]) -> Invoke:
 
 
 def as_json(result: Result) -> Any:
-    return orjson.loads(result.stdout)
+    """The command's JSON document, without its `schema_version` (checked here)."""
+    doc = orjson.loads(result.stdout)
+    assert doc.pop("schema_version") == SCHEMA_VERSION, doc
+    return doc
 
 
 def subprocess_env(env: dict[str, str]) -> dict[str, str]:

@@ -88,6 +88,9 @@ def test_query_by_key(cli: Invoke) -> None:
     limited = as_json(cli("message", "query", "orders", "-k", "user-1", "-n", "1", "--json"))
     assert len(limited["messages"]) == 1
     assert "order-4" in cli("message", "query", "orders", "-k", "order-4").stdout
-    assert as_json(cli("message", "query", "orders", "-k", "nobody", "--json")) == {"messages": []}
+    assert as_json(cli("message", "query", "orders", "-k", "nobody", "--json")) == {
+        "topic": "orders",
+        "messages": [],
+    }
     cli("message", "query", "orders", code=2)  # --key is required
     cli("message", "query", "orders", "-k", "two words", code=2)

@@ -22,7 +22,7 @@ def test_send_variants(cli: Invoke) -> None:
         )
     )  # fmt: skip
     assert set(doc) == {"status", "msg_id", "topic", "queue_id", "offset", "deliver_at"}
-    assert doc["status"] == "SEND_OK"
+    assert doc["status"] == "send_ok"
     shown = as_json(cli("message", "show", "orders", doc["msg_id"], "--json"))
     assert (shown["tag"], shown["keys"], shown["properties"]) == (
         "t1", ["a", "b"], {"region": "eu", "tier": "gold"},

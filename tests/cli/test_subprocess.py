@@ -36,7 +36,7 @@ def test_commands_as_subprocesses(env: dict[str, str]) -> None:
     assert version.returncode == 0 and b"server: " in version.stdout
     assert shown.returncode == 0 and json.loads(shown.stdout)["body"] == "hello"
     assert consumed.returncode == 0 and json.loads(consumed.stdout)["msg_id"] == msg["msg_id"]
-    assert usage.returncode == 2 and b"Usage" in usage.stderr
+    assert usage.returncode == 2 and b"--help shows the usage" in usage.stderr
     assert check.returncode == 1  # no worker is running
     assert down.returncode == 3 and b"unreachable" in down.stderr
     assert b"pw@" not in down.stderr + down.stdout

@@ -72,5 +72,5 @@ def test_run_on_a_busy_port_fails_cleanly(cli: Invoke) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = str(busy.getsockname()[1])
-        result = cli("worker", "run", TARGET, "--health-port", port, code=1)
+        result = cli("worker", "run", TARGET, "--health-port", port, code=4)
     assert "cannot listen" in result.stderr
