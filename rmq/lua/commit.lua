@@ -29,23 +29,48 @@ local group, ttl, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 if group == '' or not ttl or ttl <= 0 or #ARGV < 4 then
   return redis.error_reply('ERR rmq: commit takes a group, a ttl ms, a channel and msg_ids')
 end
+-- variadic calls in parts of at most 4,000 values (Lua's unpack has a limit of a few thousand)
+local function in_parts(command, key, values)
+  for i = 1, #values, 4000 do
+    redis.call(command, key, unpack(values, i, math.min(i + 3999, #values)))
+  end
+end
+local function hmget(key, fields)
+  local out = {}
+  for i = 1, #fields, 4000 do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + 3999, #fields)))
+    for k = 1, #part do out[i + k - 1] = part[k] end
+  end
+  return out
+end
+local ids = {}
+for j = 4, #ARGV do ids[#ids + 1] = ARGV[j] end
+local packs = hmget(payload, ids)
+local unknown = {}
+for i, msg_id in ipairs(ids) do
+  if not packs[i] then unknown[#unknown + 1] = msg_id end
+end
+local outcomes = {}
+if #unknown > 0 then
+  local found = hmget(done, unknown)
+  for i, msg_id in ipairs(unknown) do outcomes[msg_id] = found[i] end
+end
 local halves, previous, first_at = {}, {}, {}
-for j = 4, #ARGV do
-  local msg_id = ARGV[j]
-  local packed = not first_at[msg_id] and redis.call('HGET', payload, msg_id)
+for i, msg_id in ipairs(ids) do
+  local packed = packs[i]
   if first_at[msg_id] then
     -- the same msg_id again in this call: answered like its first place, never appended twice
   elseif packed then
     local half = cmsgpack.unpack(packed)
     if half[1] ~= group then return {'wrong_group', msg_id, half[1]} end
-    halves[j] = half
+    halves[i] = half
   else
-    local outcome = redis.call('HGET', done, msg_id)
+    local outcome = outcomes[msg_id]
     if not outcome then return {'not_found', msg_id} end
     if string.sub(outcome, 1, 1) ~= 'c' then return {'rolled_back', msg_id} end
-    previous[j] = outcome
+    previous[i] = outcome
   end
-  first_at[msg_id] = first_at[msg_id] or j
+  first_at[msg_id] = first_at[msg_id] or i
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -59,46 +84,53 @@ end
 local soonest, wake = nil, false
 local out = {'ok'}
 local answers = {}
-for j = 4, #ARGV do
-  local msg_id = ARGV[j]
-  local half = halves[j]
+-- what every committed message changes, written with one variadic call per key at the end
+local resolved, outcomes_set, forget = {}, {}, {}
+for i, msg_id in ipairs(ids) do
+  local half = halves[i]
   local first = first_at[msg_id]
-  if first ~= j then
+  if first ~= i then
     out[#out + 1] = answers[first][1]
     out[#out + 1] = answers[first][2]
   elseif half then
-    local fields = {unpack(half, 6, 17)}
     local kind, value = half[4], tonumber(half[5])
     local entry, due = false, 0
     if kind == 'after' then due = now_up + value elseif kind == 'at' then due = value end
     if due <= now then
-      entry = redis.call('XADD', stream, '*', unpack(fields))
+      entry = redis.call('XADD', stream, '*', unpack(half, 6, 17))
     else
       if not wake and not soonest then
-        local first = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
-        soonest = first[2] and tonumber(first[2]) or nil
+        local head = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
+        soonest = head[2] and tonumber(head[2]) or nil
       end
-      redis.call('HSET', delayed, msg_id, cmsgpack.pack(fields))
+      redis.call('HSET', delayed, msg_id, cmsgpack.pack({unpack(half, 6, 17)}))
       redis.call('ZADD', zset, due, msg_id)
       if not soonest or due < soonest then
         soonest = due
         wake = true
       end
     end
-    redis.call('HDEL', payload, msg_id)
-    redis.call('ZREM', all, msg_id)
-    redis.call('ZREM', mine, msg_id)
-    redis.call('HSET', done, msg_id, 'c ' .. (entry or '') .. ' ' .. due)
-    redis.call('ZADD', expiry, now + ttl, msg_id)
-    answers[j] = {entry, due}
+    resolved[#resolved + 1] = msg_id
+    outcomes_set[#outcomes_set + 1] = msg_id
+    outcomes_set[#outcomes_set + 1] = 'c ' .. (entry or '') .. ' ' .. due
+    forget[#forget + 1] = now + ttl
+    forget[#forget + 1] = msg_id
+    answers[i] = {entry, due}
     out[#out + 1] = entry
     out[#out + 1] = due
   else
-    local entry, due = string.match(previous[j], '^c (%S*) (%d+)$')
-    answers[j] = {entry ~= '' and entry or false, tonumber(due)}
-    out[#out + 1] = answers[j][1]
-    out[#out + 1] = answers[j][2]
+    local entry, due = string.match(previous[i], '^c (%S*) (%d+)$')
+    answers[i] = {entry ~= '' and entry or false, tonumber(due)}
+    out[#out + 1] = answers[i][1]
+    out[#out + 1] = answers[i][2]
   end
+end
+if #resolved > 0 then
+  in_parts('HDEL', payload, resolved)
+  in_parts('ZREM', all, resolved)
+  in_parts('ZREM', mine, resolved)
+  in_parts('HSET', done, outcomes_set)
+  in_parts('ZADD', expiry, forget)
 end
 if wake then redis.call('PUBLISH', channel, KEYS[2]) end
 return out

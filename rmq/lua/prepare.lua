@@ -29,23 +29,49 @@ for j = 3, #ARGV, 8 do
     return redis.error_reply('ERR rmq: a delay kind is "", "after" or "at", with a number')
   end
 end
+-- variadic calls in parts of at most 4,000 values (Lua's unpack has a limit of a few thousand)
+local function in_parts(command, key, values)
+  for i = 1, #values, 4000 do
+    redis.call(command, key, unpack(values, i, math.min(i + 3999, #values)))
+  end
+end
+local function hmget(key, fields)
+  local out = {}
+  for i = 1, #fields, 4000 do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + 3999, #fields)))
+    for k = 1, #part do out[i + k - 1] = part[k] end
+  end
+  return out
+end
+local ids = {}
+for j = 3, #ARGV, 8 do ids[#ids + 1] = ARGV[j + 2] end
+local outcomes = hmget(done, ids)
+local stored = hmget(payload, ids)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
-for j = 3, #ARGV, 8 do
-  local msg_id = ARGV[j + 2]
-  local outcome = redis.call('HGET', done, msg_id)
+local out, halves, checks, seen = {}, {}, {}, {}
+for i, msg_id in ipairs(ids) do
+  local j = 3 + (i - 1) * 8
+  local outcome = outcomes[i]
   if outcome then
-    out[#out + 1] = string.sub(outcome, 1, 1) == 'c' and 'committed' or 'rolled_back'
-  elseif redis.call('HEXISTS', payload, msg_id) == 1 then
-    out[#out + 1] = 0
+    out[i] = string.sub(outcome, 1, 1) == 'c' and 'committed' or 'rolled_back'
+  elseif stored[i] or seen[msg_id] then
+    out[i] = 0
   else
-    redis.call('HSET', payload, msg_id, cmsgpack.pack({group, 0, now, ARGV[j], ARGV[j + 1],
+    seen[msg_id] = true
+    halves[#halves + 1] = msg_id
+    halves[#halves + 1] = cmsgpack.pack({group, 0, now, ARGV[j], ARGV[j + 1],
       'i', msg_id, 't', ARGV[j + 3], 'k', ARGV[j + 4], 'p', ARGV[j + 5], 'c', ARGV[j + 6],
-      'd', ARGV[j + 7]}))
-    redis.call('ZADD', all, now + immunity, msg_id)
-    redis.call('ZADD', mine, now + immunity, msg_id)
-    out[#out + 1] = 1
+      'd', ARGV[j + 7]})
+    checks[#checks + 1] = now + immunity
+    checks[#checks + 1] = msg_id
+    out[i] = 1
   end
+end
+-- one variadic call per key (not one per message): most of a prepare's cost was the calls
+if #halves > 0 then
+  in_parts('HSET', payload, halves)
+  in_parts('ZADD', all, checks)
+  in_parts('ZADD', mine, checks)
 end
 return out

@@ -160,3 +160,18 @@ async def test_bad_arguments_are_refused(client: Redis, q: QueueKeys, args: list
     with pytest.raises(ScriptError, match="rmq: commit takes"):
         await SCRIPTS.call(client, "commit", keys, args)
     assert not await client.exists(q.stream)
+
+
+async def test_a_transaction_of_thousands_commits_in_one_call(client: Redis, q: QueueKeys) -> None:
+    """Variadic calls go in parts: 5,000 messages (10,000 values per key) commit at once."""
+    ids = [f"M{i}" for i in range(5000)]
+    assert await prepare(client, q, *(half(m) for m in ids)) == [1] * 5000
+    again = await prepare(client, q, half("M0"), half("M4999"), half("N"), half("N"))
+    assert again == [0, 0, 1, 0], "prepared before, or earlier in the same call"
+    reply = await commit(client, q, *ids, "N")
+    assert reply[0] == "ok" and len(reply) == 1 + 2 * 5001
+    stored = await entries(client, q.stream)
+    assert [f["i"] for _, f in stored] == [*ids, "N"]
+    assert reply[1::2] == [entry_id for entry_id, _ in stored]
+    assert not await client.exists(q.half, q.half_group(GROUP), q.half_payload)
+    assert await client.hlen(q.half_done) == 5001 == await client.zcard(q.half_done_expiry)
