@@ -369,6 +369,11 @@ class Supervisor:
                     self.processes.pop(index, None)
                     metrics_export.process_dead(proc.pid, self.directory)
             if self._stop.is_set():
+                if code == -signal.SIGTERM and self._signals <= 1:
+                    # the forwarded SIGTERM came before the child installed its handler: it had
+                    # not started consuming, so nothing was in flight
+                    log.info("worker process %d (pid %d) stopped while starting", index, proc.pid)
+                    code = 0
                 self.exit_codes[index] = code
                 log.info("worker process %d (pid %d) exited with %d", index, proc.pid, code)
                 return

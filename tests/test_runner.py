@@ -231,6 +231,20 @@ def test_sigkill_a_child_it_is_restarted_and_nothing_is_lost(
     assert victim in pids  # it was working when it was killed; the survivors finished its share
 
 
+def test_sigterm_while_a_child_starts_is_a_clean_stop(
+    start: Callable[..., Runner], redis_url: str, namespace: str
+) -> None:
+    """A child that gets the forwarded SIGTERM before it installed its handler had nothing in
+    flight: the drain is clean (exit 0), not a failure."""
+    env = runner_env(redis_url, namespace, RUNNER_IMPORT_SLEEP="30")
+    runner = start(env, "--processes", "2")
+    wait(lambda: "worker process 1 started" in runner.log.read_text(), 30, "children", runner)
+    assert runner.stop() == 0, runner.describe()
+    log = runner.log.read_text()
+    assert log.count("stopped while starting") == 2
+    assert "all worker processes exited (clean drain)" in log
+
+
 def test_metrics_health_check_and_clean_drain(
     start: Callable[..., Runner], client: redis.Redis, redis_url: str, namespace: str,
     tmp_path: Path,

@@ -5,6 +5,8 @@ Configured by environment variables:
 - `RUNNER_TOPIC` / `RUNNER_GROUP`: what it consumes (default `jobs` / `runners`, from the first
   message);
 - `RUNNER_SLEEP`: seconds each message takes (default 0);
+- `RUNNER_IMPORT_SLEEP`: seconds this module takes to import in a supervisor's worker process
+  (a slow start; the supervisor itself imports it at once);
 - `RUNNER_OUT`: a file the handler appends `start <pid> <msg_id>` and `done <pid> <msg_id>` lines
   to (one unbuffered `os.write` each, as tests/apps/recorder.py does).
 
@@ -14,6 +16,8 @@ The counters on the runner's `/metrics` come from the push consumer's own instru
 from __future__ import annotations
 
 import os
+import sys
+import time
 
 import anyio
 
@@ -23,6 +27,8 @@ TOPIC = os.environ.get("RUNNER_TOPIC", "jobs")
 GROUP = os.environ.get("RUNNER_GROUP", "runners")
 SLEEP = float(os.environ.get("RUNNER_SLEEP", "0"))
 OUT = os.environ.get("RUNNER_OUT", "")
+if "--failure-file" in sys.argv:  # a supervisor's worker process
+    time.sleep(float(os.environ.get("RUNNER_IMPORT_SLEEP", "0")))
 
 app = rmq.App()
 _fd: int | None = None
