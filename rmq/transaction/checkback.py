@@ -28,6 +28,7 @@ from ..codec import decode_fields
 from ..connection import Backoff, is_transient
 from ..context import Context
 from ..errors import DecodeError, TransactionError
+from ..logging import fields
 from ..message import Message
 from ..router import WireSet
 from .local import decide
@@ -102,12 +103,11 @@ class CheckBack:
                 if claim.discarded:
                     metrics.transactions(topic, "discarded", len(claim.discarded))
                     log.warning(
-                        "%d half message(s) of %s on %s[%d] were checked %d times without an "
-                        "answer: rolled back and recorded in %s (%s)",
-                        len(claim.discarded), self.group, topic, queue_id,
-                        settings.transaction_max_checks,
-                        ctx.keys.queue(topic, queue_id).half_discarded(self.group),
+                        "%d half message(s) checked %d times without an answer: rolled back and "
+                        "kept as discarded (rmq transaction discarded): %s",
+                        len(claim.discarded), settings.transaction_max_checks,
                         ", ".join(claim.discarded),
+                        extra=fields(topic=topic, queue=queue_id, group=self.group),
                     )  # fmt: skip
                 for claimed in claim.claimed:
                     tg.start_soon(self._check, topic, queue_id, claimed)
@@ -116,7 +116,7 @@ class CheckBack:
         return sleep
 
     async def _check(self, topic: str, queue_id: int, claimed: ClaimedHalf) -> None:
-        where = f"half message {claimed.msg_id} on {topic}[{queue_id}]"
+        where = fields(topic=topic, queue=queue_id, msg_id=claimed.msg_id, group=self.group)
         async with self._limiter:
             self.checked += 1
             state = await self._ask(topic, queue_id, claimed, where)
@@ -128,28 +128,28 @@ class CheckBack:
             else:
                 metrics.transactions(topic, "unknown")
         except TransactionError as exc:  # resolved meanwhile by its producer or another checker
-            log.info("check-back of %s: %s", where, exc)
+            log.info("check-back: %s", exc, extra=where)
         except Exception as exc:
-            log.warning("check-back of %s answered %s, which failed: %r", where, state, exc)
+            log.warning("check-back answered %s, which failed: %r", state, exc, extra=where)
 
     async def _ask(
-        self, topic: str, queue_id: int, claimed: ClaimedHalf, where: str
+        self, topic: str, queue_id: int, claimed: ClaimedHalf, where: dict[str, Any]
     ) -> TransactionState:
         """The checker's answer; UNKNOWN when it raised or took longer than half an interval."""
         try:
             msg = _message(topic, queue_id, self.group, claimed)
         except DecodeError as exc:
-            log.error("check-back of %s: the half message does not decode: %s", where, exc)
+            log.error("check-back: the half message does not decode: %s", exc, extra=where)
             return TransactionState.UNKNOWN
         timeout = self.ctx.settings.transaction_check_interval / 2
         try:
             state = await decide(self.checker, (msg,), timeout, "a transaction checker")
         except Exception:
-            log.exception("the transaction checker of %s raised for %s", self.group, where)
+            log.exception("the transaction checker raised", extra=where)
             return TransactionState.UNKNOWN
         if state is None:
-            log.warning("the transaction checker of %s took over %.3gs for %s: asked again later",
-                        self.group, timeout, where)  # fmt: skip
+            log.warning("the transaction checker took over %.3gs: asked again later", timeout,
+                        extra=where)  # fmt: skip
             return TransactionState.UNKNOWN
         return state
 
