@@ -59,6 +59,8 @@ class Opened:
     queued: dict[Producer, deque[None]] = field(default_factory=dict)
     """One item per send of a producer handed to the loop and not settled yet (append and pop
     are atomic): while there is any, its sends go through the loop too, in order."""
+    places: dict[Producer, threading.BoundedSemaphore] = field(default_factory=dict)
+    """Free places among the `max_pending_sends` of each producer's queued sends."""
 
     def inline_for(self, producer: Producer) -> Inline:
         found = self.inline.get(producer)
@@ -67,6 +69,13 @@ class Opened:
             found = self.inline.setdefault(producer, made)
             if found is not made:
                 made.close()
+        return found
+
+    def places_of(self, producer: Producer) -> threading.BoundedSemaphore:
+        found = self.places.get(producer)
+        if found is None:
+            made = threading.BoundedSemaphore(self.app.settings.max_pending_sends)
+            found = self.places.setdefault(producer, made)
         return found
 
     def queue_of(self, producer: Producer) -> deque[None]:

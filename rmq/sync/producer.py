@@ -2,11 +2,12 @@
 
 Each method builds the same `Outgoing` record as the async producer and hands it to the client's
 event loop, where an `rmq.Producer` stores it: the same encoding, queue choice, dedup and group
-commit (concurrent threads share round trips). `send` waits until the message is stored;
-`send_async` and `send_oneway` wait only until the loop accepted it (checked, encoded and queued,
-so bad input raises here, in the caller's thread), or, while `max_pending_sends` messages are
-already waiting, until it is stored: back-pressure blocks the sending thread instead of raising.
-A one-way send that fails later is logged, as in the async API; `flush()` waits for all of them.
+commit (concurrent threads share round trips). `send` blocks until the message is stored (a lone
+one goes out from the calling thread: `rmq.sync.inline`). `send_async` and `send_oneway` check
+and encode the message in the calling thread, so bad input raises there, then queue it without
+waiting; at most `max_pending_sends` of them wait per producer, and a thread that would exceed
+that blocks until one is stored (back-pressure blocks instead of raising). A one-way send that
+fails later is logged, as in the async API; `flush()` waits for all of them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from .. import producer as async_producer
 from ..consumer.spec import _is_coroutine_function
 from ..errors import ConfigError, PublishError
 from ..message import Message, SendResult
-from ..outgoing import Outgoing, QueueSelector
+from ..names import validate_topic
+from ..outgoing import Outgoing, QueueSelector, encode
 from ..transaction import Transaction as AsyncTransaction
 from ..transaction.types import LocalTransaction, TransactionSendResult, TransactionState
 from .loop import Waiter
@@ -130,9 +132,9 @@ class Producer:
         deliver_at: datetime | None = None,
         delay_level: int | None = None,
     ) -> concurrent.futures.Future[SendResult]:
-        """Send without waiting for Redis: returns a `concurrent.futures.Future` once the
-        message is queued; `callback(result)` / `on_error(exc)` run on the client's loop thread.
-        """
+        """Send without waiting for Redis: returns a `concurrent.futures.Future` at once (bad
+        input raises here); `callback(result)` / `on_error(exc)` run on the client's loop
+        thread."""
         out = Outgoing(topic, body, tag, keys, properties, sharding_key, selector, delay,
                        deliver_at, delay_level)  # fmt: skip
         result: concurrent.futures.Future[SendResult] = concurrent.futures.Future()
@@ -153,7 +155,7 @@ class Producer:
         deliver_at: datetime | None = None,
         delay_level: int | None = None,
     ) -> None:
-        """Fire and forget: returns once the message is queued; a later failure is logged.
+        """Fire and forget: returns at once (bad input raises here); a later failure is logged.
 
         Queued messages are stored before `flush()`, `close()` and interpreter exit return.
         """
@@ -164,39 +166,36 @@ class Producer:
     def _hand_over(
         self, out: Outgoing, settle: Callable[[asyncio.Future[SendResult]], None]
     ) -> None:
+        """Check and encode `out` here (bad input raises in the caller's thread), take a place
+        among the `max_pending_sends` (blocking while none is free), and queue it on the loop
+        without waiting for it."""
         state = self._client._opened()
-        accepted: Waiter[None] = Waiter(state.runner)
+        validate_topic(out.topic)
+        encode(state.app.settings, out)  # thrown away: the loop encodes it again, cheaply
+        places = state.places_of(self)
+        places.acquire()
         queued = state.queue_of(self)
         queued.append(None)
 
         def settled(future: asyncio.Future[SendResult]) -> None:
             queued.pop()
+            places.release()
             settle(future)
 
-        state.runner.submit(self._accept, state, out, accepted, settled)
-        try:
-            accepted.wait()
-        except BaseException:  # refused: it never went out
-            queued.pop()
-            raise
+        state.runner.submit(self._accept, state, out, settled)
 
     def _accept(
         self,
         state: Opened,
         out: Outgoing,
-        accepted: Waiter[None],
         settle: Callable[[asyncio.Future[SendResult]], None],
     ) -> None:
         try:
             future = self._start(state, out)
-        except BaseException as exc:
-            accepted.fail(exc)
-            return
+        except BaseException as exc:  # a selector that raised, a closed producer
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
         future.add_done_callback(settle)
-        if isinstance(future, asyncio.Task):  # back-pressure: the caller waits for room
-            future.add_done_callback(lambda _: accepted.set(None))
-        else:
-            accepted.set(None)
 
     def send_batch(
         self,
