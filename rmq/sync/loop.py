@@ -14,6 +14,7 @@ callback that calls the blocking API, say), instead of hanging forever.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -90,7 +91,8 @@ class LoopThread:
         self.loop = new_loop()
         self.ident: int | None = None
         self._lock = threading.Lock()
-        self._inbox: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._inbox: list[tuple[contextvars.Context | None, Callable[..., Any], tuple[Any, ...]]]
+        self._inbox = []
         self._waking = False
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -117,8 +119,15 @@ class LoopThread:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run `fn(*args)` on the loop soon (in submission order); exceptions are logged."""
+        self.submit_in(None, fn, *args)
+
+    def submit_in(
+        self, context: contextvars.Context | None, fn: Callable[..., Any], *args: Any
+    ) -> None:
+        """`submit`, running `fn` in `context` (the caller's context variables: its trace
+        context, say) when one is given."""
         with self._lock:
-            self._inbox.append((fn, args))
+            self._inbox.append((context, fn, args))
             if self._waking:
                 return
             self._waking = True
@@ -128,16 +137,20 @@ class LoopThread:
         with self._lock:
             items, self._inbox = self._inbox, []
             self._waking = False
-        for fn, args in items:
+        for context, fn, args in items:
             try:
-                fn(*args)
+                if context is None:
+                    fn(*args)
+                else:
+                    context.run(fn, *args)
             except Exception:
                 log.exception("rmq.sync: a call on the client's event loop failed")
 
     def run(self, factory: Callable[[], Awaitable[T]]) -> T:
-        """Run the coroutine `factory()` makes on the loop and wait for its result."""
+        """Run the coroutine `factory()` makes on the loop, in a copy of the caller's context
+        variables, and wait for its result."""
         waiter: Waiter[T] = Waiter(self)
-        self.submit(self._start, factory, waiter)
+        self.submit_in(contextvars.copy_context(), self._start, factory, waiter)
         return waiter.wait()
 
     def _start(self, factory: Callable[[], Awaitable[T]], waiter: Waiter[T]) -> None:

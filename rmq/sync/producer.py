@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
 import queue
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from ..errors import ConfigError, PublishError
 from ..message import Message, SendResult
 from ..names import validate_topic
 from ..outgoing import Outgoing, QueueSelector, encode
+from ..tracing import hooks as tracing
 from ..transaction import Transaction as AsyncTransaction
 from ..transaction.types import LocalTransaction, TransactionSendResult, TransactionState
 from .loop import Waiter
@@ -92,7 +94,7 @@ class Producer:
         waiter: Waiter[SendResult] = Waiter(state.runner)
         queued.append(None)
         try:
-            state.runner.submit(self._send, state, out, waiter)
+            state.runner.submit_in(_context(), self._send, state, out, waiter)
             return waiter.wait()
         finally:
             queued.pop()
@@ -171,7 +173,14 @@ class Producer:
         without waiting for it."""
         state = self._client._opened()
         validate_topic(out.topic)
-        encode(state.app.settings, out)  # thrown away: the loop encodes it again, cheaply
+        if tracing.on_send is None:
+            encode(state.app.settings, out)  # thrown away: the loop encodes it again, cheaply
+        else:
+            quiet = tracing.QUIET.set(True)  # the span is made where it is stored
+            try:
+                encode(state.app.settings, out)
+            finally:
+                tracing.QUIET.reset(quiet)
         places = state.places_of(self)
         places.acquire()
         queued = state.queue_of(self)
@@ -182,7 +191,7 @@ class Producer:
             places.release()
             settle(future)
 
-        state.runner.submit(self._accept, state, out, settled)
+        state.runner.submit_in(_context(), self._accept, state, out, settled)
 
     def _accept(
         self,
@@ -271,7 +280,7 @@ class Producer:
             finally:
                 calls.put(("done",))
 
-        state.runner.submit(state.runner._start, main, done)
+        state.runner.submit_in(contextvars.copy_context(), state.runner._start, main, done)
         while True:  # run the local transaction here when the loop asks for it
             item = calls.get()
             if item[0] == "done":
@@ -371,6 +380,12 @@ class Transaction:
     ) -> None:
         state, tx = self._open()
         state.runner.run(lambda: tx.__aexit__(et, e, tb))
+
+
+def _context() -> contextvars.Context | None:
+    """The caller's context variables, for the loop to send in, while tracing is on (its
+    trace context makes the PRODUCER span a child of the caller's span)."""
+    return contextvars.copy_context() if tracing.on_send is not None else None
 
 
 async def _in_caller(
