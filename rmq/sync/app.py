@@ -65,7 +65,7 @@ class Opened:
     def inline_for(self, producer: Producer) -> Inline:
         found = self.inline.get(producer)
         if found is None:
-            made = Inline(self.app.context, f"rmq:{self.app.name}:inline")
+            made = Inline(self.app.context, f"rmq:{self.app.name}:inline", self.runner.loop)
             found = self.inline.setdefault(producer, made)
             if found is not made:
                 made.close()

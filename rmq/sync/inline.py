@@ -17,6 +17,7 @@ Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -35,13 +36,19 @@ from ..outgoing import Outgoing, QueueChooser, encode
 
 __all__ = ["Inline"]
 
+_REPORT_SECONDS = 0.5
+
 
 class Inline:
     """Sends one message at a time in the calling thread (see the module docstring)."""
 
-    def __init__(self, ctx: Context, client_name: str) -> None:
+    def __init__(self, ctx: Context, client_name: str, loop: asyncio.AbstractEventLoop) -> None:
         settings = ctx.settings
         self.ctx = ctx
+        self._loop = loop
+        self._tally_lock = threading.Lock()
+        self._tally: dict[str, tuple[list[float], list[int]]] = {}
+        self._reporting = False
         self.enabled = not ctx.conn.cluster
         self._lock = threading.Lock()
         self._chooser = QueueChooser()
@@ -53,6 +60,7 @@ class Inline:
             socket_connect_timeout=settings.connect_timeout,
             client_name=client_name,
             protocol=2,
+            single_connection_client=True,  # one send at a time: no pool checkout per command
         )
 
     def send(self, out: Outgoing) -> SendResult | None:
@@ -93,7 +101,7 @@ class Inline:
                 except BaseException as exc:
                     metrics.published(topic, "error", 1)
                     raise translate(exc, "send") from None
-                metrics.published(topic, "ok", 1, time.perf_counter() - started, sizes=[size])
+                self._count(topic, time.perf_counter() - started, size)
                 return offset
             self._drop()
             if backoff is None:
@@ -110,6 +118,31 @@ class Inline:
             time.sleep(delay)
             retry = True
 
+    def _count(self, topic: str, seconds: float, size: int) -> None:
+        """Tally a stored message for the metrics; the client's loop exports the tallies
+        (`rmq.metrics.published` off the loop would export at every call)."""
+        with self._tally_lock:
+            durations, sizes = self._tally.setdefault(topic, ([], []))
+            durations.append(seconds)
+            sizes.append(size)
+            if self._reporting:
+                return
+            self._reporting = True
+        try:
+            self._loop.call_soon_threadsafe(self._loop.call_later, _REPORT_SECONDS, self.report)
+        except RuntimeError:  # the loop is closed: export here
+            self.report()
+
+    def report(self) -> None:
+        """Hand the tallied sends to `rmq.metrics` (on the loop, or at close)."""
+        with self._tally_lock:
+            tally, self._tally = self._tally, {}
+            self._reporting = False
+        for topic, (durations, sizes) in tally.items():
+            metrics.published(topic, "ok", len(durations), None, sizes)
+            for seconds in durations:
+                metrics.published(topic, "ok", 0, seconds)
+
     def _connection(self) -> redis.Redis:
         if self._client is None:
             self._client = redis.Redis.from_url(self.ctx.settings.redis_url, **self._options)
@@ -124,3 +157,4 @@ class Inline:
     def close(self) -> None:
         with self._lock:
             self._drop()
+        self.report()
