@@ -45,6 +45,7 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await _http(scope, receive, send)
 
 
+# --8<-- [start:lifespan]
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
@@ -59,6 +60,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             await rmq_app.__aexit__(None, None, None)  # flushes one-way sends, then closes
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+# --8<-- [end:lifespan]
 
 
 async def _http(scope: dict[str, Any], receive: Receive, send: Send) -> None:

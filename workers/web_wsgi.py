@@ -32,6 +32,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 client = rmq.sync.App()  # Settings from RMQ_*; connects on first use
 
 
+# --8<-- [start:view]
 def make_application(client: rmq.sync.App) -> WSGIApp:
     """The WSGI application, sending with `client`."""
 
@@ -55,6 +56,9 @@ def make_application(client: rmq.sync.App) -> WSGIApp:
             return _reply(start_response, "503 Service Unavailable", {"error": str(exc)})
 
     return application
+
+
+# --8<-- [end:view]
 
 
 def _json_object(environ: dict[str, Any]) -> dict[str, Any]:
