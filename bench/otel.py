@@ -99,15 +99,20 @@ def extract(commit: str, into: Path) -> Path:
 
 
 def measure(url: str, count: int, runs: int, baseline: Path | None) -> dict[str, Any]:
+    import redis
+
     modes = ["off", "on"] + (["baseline"] if baseline else [])
     values: dict[str, dict[str, list[float]]] = {}
+    admin = redis.Redis.from_url(url)
     for rep in range(runs):
         for figure, _ in FIGURES:
             for mode in modes:
+                admin.flushall()  # every figure starts from an empty server, as in core.py
                 value = run_child(mode, url, count, figure, baseline)
                 values.setdefault(figure, {}).setdefault(mode, []).append(value)
                 print(f"  otel {rep + 1}/{runs} {figure:<13} {mode:<8} {value:>10,.0f}",
                       file=sys.stderr)  # fmt: skip
+    admin.close()
     rows = []
     for figure, label in FIGURES:
         got = values[figure]

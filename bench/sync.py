@@ -8,7 +8,9 @@ One private redis-server; the same ~100-byte JSON payload as bench/core.py. Four
 - 16 sender threads: each thread `r.xadd(...)` one at a time on a client of its own (a pool of
   16 connections) vs 16 threads calling `client.send(...)` on one `rmq.sync.App` (their sends
   share round trips);
-- one thread of one-way sends (`client.send_oneway`, then `flush()`), for reference.
+- one thread of one-way sends (`client.send_oneway`, then `flush()`), for reference;
+- the floor of a stored-once send: rmq's `send` script (XADD plus the producer's dedup record)
+  called with sync redis-py EVALSHA, one at a time, as `client.send` does for a lone sender.
 
     .venv/bin/python bench/sync.py             # N=20,000 per figure, 3 runs: about 40 s
     .venv/bin/python bench/sync.py --quick     # N=1,000, 1 run: seconds
@@ -118,6 +120,20 @@ class Bench:
 
             return in_threads(self.count, work)
 
+    def raw_script(self) -> float:
+        """rmq's send script by hand: EVALSHA with what `client.send` passes for one message."""
+        from rmq.ids import new_msg_id
+        from rmq.scripts import Scripts
+
+        with redis.Redis.from_url(self.url) as r:
+            sha = r.script_load(Scripts()["send"].source)
+            keys = ("{bench:0}:s", "{bench:0}:dd:session")
+            t0 = time.perf_counter()
+            for i in range(self.count):
+                r.execute_command("EVALSHA", sha, 2, *keys, 30000, "0", new_msg_id(), "", "",
+                                  b"", "2", orjson.dumps(payload(i)))  # fmt: skip
+            return self.count / (time.perf_counter() - t0)
+
     def rmq_oneway(self) -> float:
         with self.client() as client:
             client.send("bench", payload(0))
@@ -133,6 +149,8 @@ FIGURES = [
     ("threads", f"{THREADS} sender threads, one send at a time each (msgs/s)", "raw_threads",
      "rmq_threads"),
     ("oneway", "one thread of one-way sends, then flush (msgs/s)", "raw_one", "rmq_oneway"),
+    ("script", "floor: rmq's send script by sync redis-py EVALSHA, one at a time (msgs/s)",
+     "raw_one", "raw_script"),
 ]  # fmt: skip
 
 
@@ -143,8 +161,8 @@ def measure(url: str, count: int, runs: int) -> dict[str, Any]:
         for rep in range(runs):
             for key, _, raw, mine in FIGURES:
                 for name in (raw, mine):
-                    if key == "oneway" and name == raw:
-                        continue  # the raw figure of the first row serves as its reference
+                    if key in ("oneway", "script") and name == raw:
+                        continue  # the raw figure of the first row serves as their reference
                     admin.flushall()
                     value = getattr(bench, name)()
                     runs_by_key.setdefault(name, []).append(value)
@@ -168,8 +186,9 @@ def render(doc: dict[str, Any], level: int = 1) -> list[str]:
         f"{head} Blocking client (rmq.sync) vs sync redis-py XADD",
         "",
         f"N={doc['count']:,} per figure, {doc['runs']} run(s), raw and rmq alternating; "
-        "x raw is the median of the per-run ratios. The one-way row is compared with the one "
-        "thread raw figure.",
+        "x raw is the median of the per-run ratios. The last two rows are compared with the "
+        "one-thread raw figure; the last is what one stored-once send costs from sync redis-py, "
+        "the floor of the first row.",
         "",
         "| measurement | sync redis-py XADD | rmq.sync | x raw | target |",
         "|---|---:|---:|---:|---|",
