@@ -166,7 +166,7 @@ def run(
             "(for development).",
         ),
     ] = False,
-    reload_interval: Annotated[
+    reload_delay: Annotated[
         float, typer.Option(min=0.05, help="--reload: seconds between two looks at the files.")
     ] = 0.5,
     supervised: Annotated[bool, typer.Option(hidden=True)] = False,
@@ -191,7 +191,7 @@ def run(
         fail(str(exc), EXIT_USAGE)
     backend = loop_options(loop)
     if reload and not supervised:
-        _reload(ctx, target, reload_interval)
+        _reload(ctx, target, reload_delay)
     rmq_app = load_app(target, factory)
     _apply_options(ctx, rmq_app, concurrency)
     if not rmq_app.consumers and not rmq_app.transaction_checkers:
@@ -278,7 +278,7 @@ def _without_reload(ctx: typer.Context) -> list[str]:
     return positional + options
 
 
-_NOT_FOR_THE_CHILD = {"reload", "reload_interval", "supervised", "failure_file"}
+_NOT_FOR_THE_CHILD = {"reload", "reload_delay", "supervised", "failure_file"}
 
 
 def _global_args(ctx: typer.Context) -> list[str]:

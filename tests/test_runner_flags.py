@@ -182,7 +182,7 @@ def test_reload_restarts_the_worker_when_its_code_changes(
     log = (tmp_path / "log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "rmq", "worker", "run", "shop.worker:app", "--reload",
-         "--reload-interval", "0.1"],
+         "--reload-delay", "0.1"],
         cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
 

@@ -10,6 +10,7 @@ connection and loop there; the parent's are never touched from the child.
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 
 from .. import app as async_app
 from .. import producer as async_producer
+from ..consumer.spec import StartPosition
 from ..errors import ConfigError, ProducerClosed
 from ..message import Message, SendResult
 from ..metrics_export import MetricsServer, serve_metrics
@@ -231,7 +233,7 @@ class App:
         delay: float | timedelta | None = None,
         deliver_at: datetime | None = None,
         delay_level: int | None = None,
-    ) -> Any:
+    ) -> concurrent.futures.Future[SendResult]:
         """Send without waiting for Redis; returns a `concurrent.futures.Future[SendResult]`.
         See `Producer.send_async`."""
         return self._default.send_async(
@@ -294,7 +296,7 @@ class App:
         topic: str,
         group: str,
         *,
-        start: Any = "last",
+        start: StartPosition = "last",
         tag: str | None = None,
         sql: str | None = None,
         max_deliveries: int = 16,

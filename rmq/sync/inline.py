@@ -84,14 +84,17 @@ class Inline:
         settings = self.ctx.settings
         deadline = time.monotonic() + settings.send_timeout
         backoff: Backoff | None = None
-        retry = False
+        retry = loaded = False
         while True:
             call = self.ctx.calls.send(topic, queue_id, self._session, retry, values)
             started = time.perf_counter()
             try:
                 reply: Any = self._connection().execute_command(*call.command)  # type: ignore[no-untyped-call]
-            except NoScriptError:  # the server forgot the scripts: it did not run; load, again
+            except NoScriptError as exc:  # the server forgot the script: it did not run
+                if loaded:
+                    raise translate(exc, "send") from None
                 self._connection().script_load(self._source)
+                loaded = True
                 continue
             except Exception as exc:
                 reply = exc

@@ -244,3 +244,12 @@ def test_a_forked_child_opens_its_own_connection(
     bodies = stored(r, namespace, "orders")
     assert sorted(bodies.values()) == [b"child", b"parent", b"parent again"]
     assert bodies[parent] == b"parent"
+
+
+def test_a_server_that_forgot_the_scripts(client: rmq.sync.App, r: redis.Redis) -> None:
+    client.send("orders", 1)  # the loop: the topic is created
+    client.send("orders", 2)  # from this thread
+    r.script_flush()  # as after a restart without persistence
+    assert client.send("orders", 3).offset  # loads the script again, sends once
+    client.send_oneway("orders", 4)
+    client.flush()
