@@ -134,9 +134,12 @@ class Reloader:
             self.restarts += 1
 
     async def _start(self) -> Process:
+        # A session of its own: Ctrl-C in the terminal reaches the reloader only, which stops the
+        # child with one SIGTERM (a drain), not a second signal (a forced stop).
         return await anyio.open_process(
-            self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=None, stderr=None
-        )
+            self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
+            start_new_session=True,
+        )  # fmt: skip
 
     async def _wait_for_change(self, files: Snapshot, proc: Process) -> Snapshot:
         reported = False

@@ -28,6 +28,7 @@ from ..consumer.spec import StartPosition
 from ..errors import ConfigError, ProducerClosed
 from ..message import Message, SendResult
 from ..metrics_export import MetricsServer, serve_metrics
+from ..names import validate_group
 from ..outgoing import QueueSelector
 from ..settings import Settings
 from ..transaction.types import TransactionChecker
@@ -194,8 +195,13 @@ class App:
         """A blocking producer sharing this client's connection (`group` names it, for
         transactions; with `checker`, this process answers the group's check-backs while the
         client is open, on its loop: a plain checker runs in a worker thread)."""
-        if checker is not None and group is None:
-            raise ConfigError("a transaction checker needs a producer group: group=...")
+        if group is not None:
+            validate_group(group)
+        if checker is not None:
+            if group is None:
+                raise ConfigError("a transaction checker needs a producer group: group=...")
+            if not callable(checker):
+                raise ConfigError(f"checker must be callable, got {checker!r}")
         return Producer(self, group, checker)
 
     def send(

@@ -71,6 +71,15 @@ def test_bad_input_raises_in_the_calling_thread_and_nothing_is_stored(
     assert stored(r, namespace, "orders") == {}
 
 
+def test_producer_arguments_are_checked_at_once(client: rmq.sync.App) -> None:
+    with pytest.raises(rmq.InvalidName):
+        client.producer(group="bad group")
+    with pytest.raises(rmq.ConfigError, match="needs a producer group"):
+        client.producer(checker=lambda msg: None)
+    with pytest.raises(rmq.ConfigError, match="callable"):
+        client.producer(group="shop", checker=42)  # type: ignore[arg-type]
+
+
 def test_a_closed_client_refuses_sends(settings: rmq.Settings) -> None:
     with rmq.sync.App(settings) as client:
         client.send("orders", 1)
