@@ -17,6 +17,10 @@ the whole session; every figure uses the same message count N and the same ~100-
 4. The `scale` section (bench/scale.py, in a process of its own with its own private server):
    many topics, idle cost, crash recovery, backlogs, delayed messages, large bodies, many groups
    and per-message costs on both event loops (issue 12). `--smoke` runs it with `--quick`.
+5. The `sync` section (bench/sync.py, its own process and server): the blocking client with one
+   and 16 sender threads against sync redis-py XADD. The `otel` section (bench/otel.py): the
+   consume and one-awaited-send figures with rmq.tracing off and on (`--otel-baseline REV` also
+   measures the rmq/ of commit REV, without the tracing hooks). `--smoke` runs both `--quick`.
 
 Writes bench/results/latest.md and latest.json (`--smoke`: latest-smoke.*).
 
@@ -54,7 +58,9 @@ from rmq.embedded import EmbeddedServer
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import core  # noqa: E402  (bench/core.py: the in-process measurements)
+import otel as otel_bench  # noqa: E402  (bench/otel.py: the tracing section)
 import scale_report  # noqa: E402  (bench/scale.py's report: the scale section)
+import sync as sync_bench  # noqa: E402  (bench/sync.py: the blocking client section)
 
 PEERS_DIR = BENCH / "peers"
 PEER_VENV = BENCH / ".venv-peers"
@@ -85,6 +91,8 @@ class Suite:
     installs: dict[str, str] = field(default_factory=dict)
     loads: list[tuple[str, float]] = field(default_factory=list)
     scale: dict[str, Any] = field(default_factory=dict)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The sync and otel sections' results (or {"error": ...}), by name."""
 
     def note_load(self, step: str) -> None:
         self.loads.append((step, os.getloadavg()[0]))
@@ -227,6 +235,28 @@ class Suite:
             result.unlink(missing_ok=True)
         if "error" in self.scale:
             log(f"  scale: FAILED: {self.scale['error']}")
+
+    def run_section(self, name: str, extra: list[str]) -> None:
+        """bench/<name>.py in a process of its own (its own server), --quick with --smoke."""
+        a = self.args
+        self.note_load(name)
+        result = Path(f"/tmp/rmq-bench-{os.getpid()}-{name}.json")
+        command = [sys.executable, str(BENCH / f"{name}.py"), "--json", str(result), *extra]
+        command += ["--quick"] if a.smoke else []
+        log(f"  {name}: {' '.join(command[1:])} ...")
+        try:
+            proc = subprocess.run(command, timeout=a.section_timeout, check=False)
+            if result.exists():
+                doc = json.loads(result.read_text())
+            else:
+                doc = {"error": f"bench/{name}.py exited {proc.returncode} without results"}
+        except subprocess.TimeoutExpired:
+            doc = {"error": f"bench/{name}.py did not finish within {a.section_timeout:g} s"}
+        finally:
+            result.unlink(missing_ok=True)
+        if "error" in doc:
+            log(f"  {name}: FAILED: {doc['error']}")
+        self.sections[name] = doc
 
 
 async def flushall(bench: core.Bench) -> None:
@@ -429,6 +459,15 @@ def targets(s: Suite) -> list[dict[str, Any]]:
     target(f"e2e p99 @{TARGET_RATE:,.0f}/s (ms)", p99, "<= 1.5", _ge(1.5, p99))
     mem = s.paired("rmq_memory_default", "raw_memory")
     target("memory per queued message / raw XADD entry", mem, "<= 1.5", _ge(1.5, mem))
+    for figure in s.sections.get("sync", {}).get("figures", []):
+        if figure["target"] is not None:
+            target(f"rmq.sync {figure['label']} / sync redis-py XADD", figure["ratio"],
+                   f">= {figure['target']:g}", figure["met"])  # fmt: skip
+    for row in s.sections.get("otel", {}).get("rows", []):
+        if row["figure"] == "rmq_consume" and "off_vs_baseline" in row:
+            off = row["off_vs_baseline"]
+            target("consume with tracing off / without the tracing hooks", off,
+                   f">= {otel_bench.TARGET:g}", _ge(off, otel_bench.TARGET))  # fmt: skip
     return out
 
 
@@ -514,6 +553,15 @@ def render(s: Suite, rows: list[Row], goals: list[dict[str, Any]], machine: dict
         "notes say; each notes cell names its worker command.",
         f"- Suite runtime: {s.args.elapsed:.0f} s.",
     ]
+    for name, module, title in (("sync", sync_bench, "Blocking client (rmq.sync)"),
+                                ("otel", otel_bench, "Tracing cost (rmq.tracing)")):  # fmt: skip
+        doc = s.sections.get(name)
+        if doc is None:
+            continue
+        if "error" in doc:
+            lines += ["", f"## {title}", "", f"**Not measured: {doc['error']}**"]
+        else:
+            lines += ["", *module.render(doc, level=2)]
     if s.scale.get("error"):
         lines += ["", "## Scale", "", f"**Not measured: {s.scale['error']}**"]
     elif s.scale:
@@ -538,6 +586,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help='bench/scale.py options, e.g. "--only width,idle"')  # fmt: skip
     p.add_argument("--scale-timeout", type=float, default=1200.0,
                    help="seconds the scale section may take in all")  # fmt: skip
+    p.add_argument("--no-sync", action="store_true", help="skip the sync section")
+    p.add_argument("--no-otel", action="store_true", help="skip the otel section")
+    p.add_argument("--otel-baseline", default="",
+                   help="otel section: also measure rmq/ of this commit (no hooks)")  # fmt: skip
+    p.add_argument("--section-timeout", type=float, default=600.0,
+                   help="seconds the sync or the otel section may take")  # fmt: skip
     p.add_argument("--out", type=Path, default=BENCH / "results", help="output directory")
     p.add_argument("--render", type=Path, metavar="JSON",
                    help="measure nothing: rewrite the report from a results JSON")  # fmt: skip
@@ -562,6 +616,7 @@ def write(suite: Suite, machine: dict[str, Any], out: Path) -> None:
         "machine": machine, "config": config, "rows": [row.doc() for row in rows],
         "targets": goals, "core": suite.core, "harness": suite.harness,
         "installs": suite.installs, "load_averages": suite.loads, "scale": suite.scale,
+        "sections": suite.sections,
     }  # fmt: skip
     (out / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / f"{name}.md").write_text(text)
@@ -574,7 +629,7 @@ def rerender(path: Path, out: Path) -> int:
     args = argparse.Namespace(**doc["config"])
     suite = Suite(args, core=doc["core"], harness=doc["harness"], installs=doc["installs"],
                   loads=[(step, load) for step, load in doc["load_averages"]],
-                  scale=doc.get("scale", {}))  # fmt: skip
+                  scale=doc.get("scale", {}), sections=doc.get("sections", {}))  # fmt: skip
     write(suite, doc["machine"], out)
     return 0
 
@@ -602,6 +657,11 @@ def main(argv: list[str] | None = None) -> int:
             suite.run_harness("rmq-2proc", "rmq", py, two)
         if not args.no_peers:
             suite.run_peers()
+        if not args.no_sync:
+            suite.run_section("sync", [])
+        if not args.no_otel:
+            base = ["--baseline-commit", args.otel_baseline] if args.otel_baseline else []
+            suite.run_section("otel", base)
         if not args.no_scale:
             suite.run_scale()
         machine = machine_info(suite, server, version)
@@ -611,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     write(suite, machine, args.out)
     log(f"suite runtime {args.elapsed:.0f} s")
     failed = any("error" in suite.harness.get(k, {}) for k in ("raw", "rmq"))
+    failed = failed or any("error" in doc for doc in suite.sections.values())
     return 1 if failed or "error" in suite.scale else 0
 
 

@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import typer
@@ -29,12 +29,19 @@ from .options import (
     JsonOption,
     global_options,
 )
-from .runtime import fail, loop_options, output
+from .runtime import fail, loop_options, output, settings_for
 
 app = typer.Typer(help="Run worker processes and check their health.", no_args_is_help=True)
 
 TargetArg = Annotated[
     str, typer.Argument(help="The app, as module:attribute (attribute defaults to app).")
+]
+FactoryOption = Annotated[
+    bool,
+    typer.Option(
+        "--factory",
+        help="The target is a callable (no arguments) that returns the App: module:create_app.",
+    ),
 ]
 
 
@@ -44,8 +51,9 @@ def app_id(target: str) -> str:
     return f"{module_name}:{attribute or 'app'}"
 
 
-def load_app(target: str) -> App:
-    """Import `module:attribute` (the current directory is importable) and return the App."""
+def load_app(target: str, factory: bool = False) -> App:
+    """Import `module:attribute` (the current directory is importable) and return the App
+    (with `factory`, the App that calling the attribute returns)."""
     module_name, _, attribute = target.partition(":")
     if not module_name:
         raise typer.BadParameter(f"expected module:app, got {target!r}")
@@ -68,8 +76,24 @@ def load_app(target: str) -> App:
         )  # fmt: skip
         raise typer.BadParameter(f"module {module_name!r} has no attribute {name!r}{hint}")
     obj = getattr(module, name)
+    if factory:
+        if not callable(obj):
+            raise typer.BadParameter(f"--factory: {target!r} is not callable")
+        try:
+            obj = obj()
+        except RMQError as exc:
+            fail(f"cannot load {target}: the factory raised {exc}", EXIT_USAGE)
+        except Exception as exc:  # the user's code: one line, never a traceback
+            fail(f"cannot load {target}: the factory raised {type(exc).__name__}: {exc}",
+                 EXIT_USAGE)  # fmt: skip
+        if not isinstance(obj, App):
+            raise typer.BadParameter(
+                f"--factory: {target}() returned {type(obj).__name__}, not an rmq.App"
+            )
+        return obj
     if not isinstance(obj, App):
-        raise typer.BadParameter(f"{target!r} is not an rmq.App (got {type(obj).__name__})")
+        hint = " (use --factory if it returns one)" if callable(obj) else ""
+        raise typer.BadParameter(f"{target!r} is not an rmq.App (got {type(obj).__name__}){hint}")
     return obj
 
 
@@ -133,6 +157,34 @@ def run(
             help="Event loop: auto (uvloop when installed), uvloop or asyncio.",
         ),
     ] = "auto",
+    factory: FactoryOption = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            metavar="TOPIC[/GROUP]",
+            help="Run only this topic's consumers (or this one group); repeatable.",
+        ),
+    ] = None,
+    burst: Annotated[
+        bool,
+        typer.Option(
+            "--burst",
+            help="Exit 0 once the consumers' queues hold nothing to do now (after draining): "
+            "for batch jobs and CI. Retries and delayed messages not due yet are left.",
+        ),
+    ] = False,
+    reload: Annotated[
+        bool,
+        typer.Option(
+            "--reload",
+            help="Restart the worker when a .py file of the app's package changes "
+            "(for development).",
+        ),
+    ] = False,
+    reload_delay: Annotated[
+        float, typer.Option(min=0.05, help="--reload: seconds between two looks at the files.")
+    ] = 0.5,
     supervised: Annotated[bool, typer.Option(hidden=True)] = False,
     failure_file: Annotated[Path | None, typer.Option(hidden=True)] = None,
 ) -> None:
@@ -145,23 +197,36 @@ def run(
 
     An app that cannot start exits 4 (3 when Redis is unreachable) with the reason on stderr;
     the supervisor does not restart it, and exits the same way.
+
+    --only runs some consumers, --burst exits once they have nothing left to do, --factory
+    calls the target for the App, and --reload restarts on code changes.
     """
     try:
         configure(log_level, log_format)
     except (ConfigError, ValueError) as exc:
         fail(str(exc), EXIT_USAGE)
     backend = loop_options(loop)
-    rmq_app = load_app(target)
+    if reload and not supervised:
+        _reload(ctx, target, reload_delay)
+    rmq_app = load_app(target, factory)
     _apply_options(ctx, rmq_app, concurrency)
     if not rmq_app.consumers and not rmq_app.transaction_checkers:
         fail(f"{target} registers no consumers and no transaction checkers", EXIT_USAGE)
+    if only:
+        try:
+            rmq_app.select(only)
+        except ConfigError as exc:
+            fail(f"--only: {exc}", EXIT_USAGE)
     options = RunOptions(
         app_id=app_id(target), processes=processes, metrics_port=metrics_port,
         health_port=health_port, bind=bind, supervised=supervised, export_state=export_state,
+        only=tuple(only) if only else None, burst=burst,
     )  # fmt: skip
     try:
         if processes > 1 and not supervised:
-            supervisor = _supervisor(rmq_app, options, concurrency, log_level, log_format, loop)
+            supervisor = _supervisor(
+                rmq_app, options, concurrency, log_level, log_format, loop, factory
+            )
             code = anyio.run(supervisor.run, backend_options=backend)
             if supervisor.failure is not None:
                 fail(supervisor.failure, code)
@@ -183,13 +248,84 @@ def run(
     raise typer.Exit(EXIT_OK)
 
 
+def _reload(ctx: typer.Context, target: str, interval: float) -> None:
+    """`--reload`: run this same command without --reload in a child, restarted on changes."""
+    from rmq.reload import Reloader
+
+    args = _without_reload(ctx)
+    command = [sys.executable, "-m", "rmq", *_global_args(ctx), "worker", "run", *args]
+    settings = settings_for(ctx)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        reloader = Reloader(
+            target.partition(":")[0], command, interval=interval, grace=settings.shutdown_grace
+        )
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    raise typer.Exit(anyio.run(reloader.run))
+
+
+def _without_reload(ctx: typer.Context) -> list[str]:
+    """The arguments of this `worker run`, as given on the command line, without --reload (the
+    environment variables reach the child as they are)."""
+    positional: list[str] = []
+    options: list[str] = []
+    params: list[Any] = list(ctx.command.params)
+    for param in params:
+        name = param.name
+        if name is None or name in _NOT_FOR_THE_CHILD:
+            continue
+        value = ctx.params.get(name)
+        if param.param_type_name == "argument":
+            positional.append(str(value))
+            continue
+        source = ctx.get_parameter_source(name)
+        if getattr(source, "name", None) != "COMMANDLINE":  # typer's click or click itself
+            continue
+        if param.is_flag:
+            flag = param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0]
+            options.append(flag)
+        elif param.multiple:
+            for item in value or ():
+                options += [param.opts[0], str(item)]
+        else:
+            options += [param.opts[0], str(value)]
+    return positional + options
+
+
+_NOT_FOR_THE_CHILD = {"reload", "reload_delay", "supervised", "failure_file"}
+
+
+def _global_args(ctx: typer.Context) -> list[str]:
+    options = global_options(ctx)
+    out: list[str] = []
+    if options.redis_url:
+        out += ["--redis-url", options.redis_url]
+    if options.namespace:
+        out += ["--namespace", options.namespace]
+    return out
+
+
 def _supervisor(
-    rmq_app: App, options: RunOptions, concurrency: int | None, level: str, fmt: str, loop: str
+    rmq_app: App,
+    options: RunOptions,
+    concurrency: int | None,
+    level: str,
+    fmt: str,
+    loop: str,
+    factory: bool,
 ) -> Supervisor:
     command = [sys.executable, "-m", "rmq", "worker", "run", options.app_id, "--supervised"]
     if concurrency is not None:
         command += ["--concurrency", str(concurrency)]
     command += ["--log-level", level, "--log-format", fmt, "--loop", loop]
+    if factory:
+        command.append("--factory")
+    for name in options.only or ():
+        command += ["--only", name]
+    if options.burst:
+        command.append("--burst")
     settings = rmq_app.settings
     env = {
         **os.environ,

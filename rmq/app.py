@@ -1,12 +1,15 @@
 """App: the one object users create. It holds settings and the connection, registers consumers,
-sends messages, and runs workers."""
+sends messages, and runs workers.
+
+Lifecycle hooks, `app.state` and the choice of consumers to run live in `rmq.lifecycle`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
@@ -36,6 +39,7 @@ from .doctor import log_startup_warnings
 from .errors import ConfigError, ConsumerError, ProducerClosed
 from .health import Liveness
 from .ids import consumer_name
+from .lifecycle import Hook, Hooks, State, select_consumers
 from .message import Message, SendResult
 from .metrics_export import MetricsServer, serve_metrics
 from .names import validate_group, validate_topic
@@ -52,6 +56,7 @@ __all__ = ["App"]
 log = logging.getLogger("rmq.app")
 H = TypeVar("H", bound=Handler)
 C = TypeVar("C", bound=TransactionChecker)
+K = TypeVar("K", bound=Hook)
 
 
 class App:
@@ -86,6 +91,10 @@ class App:
         self._stop_requested: anyio.Event | None = None
         self._pull_consumers = 0
         self._pull_positions: dict[tuple[str, str], Positions] = {}
+        self._hooks = Hooks()
+        self._selected: list[ConsumerSpec] | None = None
+        self.state = State()
+        """Shared resources of this process, set by the startup hooks (see `on_startup`)."""
 
     def __repr__(self) -> str:
         return f"<rmq.App namespace={self.settings.namespace!r} consumers={len(self._specs)}>"
@@ -194,6 +203,39 @@ class App:
         """The registered transaction checkers, by producer group."""
         return dict(self._checkers)
 
+    def on_startup(self, hook: K) -> K:
+        """Register `hook()` (sync or async) to run once per `app.run()`, that is once per worker
+        process, after connecting and before consuming: open what the handlers share there.
+
+        ```python
+        @app.on_startup
+        async def open_db() -> None:
+            app.state.db = await create_pool()
+        ```
+
+        Hooks run in registration order; a plain one runs on the event loop (keep it short).
+        One that raises stops the worker before it consumes anything (`WorkerStartError`;
+        `rmq worker run` exits 4 with the reason), and no shutdown hook runs.
+        """
+        self._hooks.add(self._hooks.startup, hook, "on_startup")
+        return hook
+
+    def on_shutdown(self, hook: K) -> K:
+        """Register `hook()` (sync or async) to run once per `app.run()`, after the consumers
+        drained and before the connection closes (so it may still send): close what the
+        startup hooks opened. Hooks run in reverse registration order; one that raises is
+        logged and the others still run."""
+        self._hooks.add(self._hooks.shutdown, hook, "on_shutdown")
+        return hook
+
+    def select(self, only: Iterable[str] | None) -> list[ConsumerSpec]:
+        """The consumers named by `only` (`"topic"`: every consumer of the topic, or
+        `"topic/group"`), in registration order; all of them for None.
+
+        Raises `ConfigError` for a malformed name or one that matches no consumer.
+        """
+        return list(self._specs) if only is None else select_consumers(self._specs, only)
+
     # ------------------------------------------------------------------ lifecycle
 
     @property
@@ -243,7 +285,7 @@ class App:
         round trips whatever their number."""
         ctx = self.context
         declarations: list[GroupDeclaration] = []
-        for spec in self._specs:
+        for spec in self._specs if self._selected is None else self._selected:
             if spec.model == "broadcasting":
                 await ctx.topics.ensure(spec.topic)
             else:
@@ -421,39 +463,54 @@ class App:
         self,
         *,
         handle_signals: bool = True,
+        only: Iterable[str] | None = None,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run every registered consumer until `stop()`, SIGTERM or SIGINT, then drain gracefully.
+        """Run the registered consumers until `stop()`, SIGTERM or SIGINT, then drain gracefully.
 
-        A second SIGINT (or SIGTERM) stops at once: unfinished messages stay pending for others.
+        `only` runs some of them (`"topic"` or `"topic/group"`, see `select`); transaction
+        checkers always run. The startup hooks run once the groups are declared, the shutdown
+        hooks after the drain (see `on_startup`). A second SIGINT (or SIGTERM) stops at once:
+        unfinished messages stay pending for others.
         """
         if not self._specs and not self._checkers:
             raise ConsumerError(
                 "no consumers registered: decorate a handler with @app.consumer(...) "
                 "(or a transaction checker with @app.transaction_checker(...))"
             )
+        selected = self.select(only)
         self._stop_requested = anyio.Event()
-        async with self:
-            with anyio.CancelScope() as force:
-                if not handle_signals:
-                    await self._serve(task_status)
-                    return
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async with anyio.create_task_group() as watcher:
-                        watcher.start_soon(self._watch_signals, signals, force)
-                        await self._serve(task_status)
-                        watcher.cancel_scope.cancel()
+        self._selected = selected
+        try:
+            async with self:
+                await self._hooks.run_startup()
+                try:
+                    with anyio.CancelScope() as force:
+                        if not handle_signals:
+                            await self._serve(task_status)
+                            return
+                        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                            async with anyio.create_task_group() as watcher:
+                                watcher.start_soon(self._watch_signals, signals, force)
+                                await self._serve(task_status)
+                                watcher.cancel_scope.cancel()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._hooks.run_shutdown()
+        finally:
+            self._selected = None
         if force.cancelled_caught:
             log.warning("stopped without draining: unfinished messages stay pending")
 
     async def _serve(self, task_status: TaskStatus[None]) -> None:
         assert self._stop_requested is not None
         ctx = self.context
-        self._consumers = [_runtime(ctx, spec, self.name) for spec in self._specs]
+        specs = self._specs if self._selected is None else self._selected
+        self._consumers = [_runtime(ctx, spec, self.name) for spec in specs]
         push = [c for c in self._consumers if isinstance(c, PushConsumer)]
         others = [c for c in self._consumers if not isinstance(c, PushConsumer)]
         groups_by_topic: dict[str, list[str]] = {}
-        for spec in self._specs:
+        for spec in specs:
             retries = spec.mode == "concurrently" and spec.model == "clustering"
             groups_by_topic.setdefault(spec.topic, []).extend([spec.group] if retries else [])
         self.scheduler = Scheduler(ctx, groups_by_topic)
@@ -463,13 +520,15 @@ class App:
         await log_startup_warnings(ctx)
         await self._liveness.join(ctx)
         try:
-            await self._serve_all(task_status, push, others, checkbacks)
+            names = ", ".join(s.name for s in specs) or "nothing"
+            await self._serve_all(task_status, names, push, others, checkbacks)
         finally:
             await self._liveness.leave()
 
     async def _serve_all(
         self,
         task_status: TaskStatus[None],
+        names: str,
         push: list[PushConsumer],
         others: list[OrderlyConsumer | BroadcastConsumer],
         checkbacks: list[CheckBack],
@@ -488,7 +547,7 @@ class App:
                     await tg.start(consumer.run)
                 log.info(
                     "worker %s consuming %s from %s",
-                    self.name, ", ".join(s.name for s in self._specs) or "nothing", ctx.conn.url,
+                    self.name, names, ctx.conn.url,
                 )  # fmt: skip
                 if checkbacks:
                     log.info("worker %s checking the transactions of producer group(s) %s",

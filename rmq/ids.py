@@ -3,13 +3,16 @@
 A message id is 32 upper-case hex chars, unique across processes, sortable by creation time
 (RocketMQ-style hex): 12 hex of the birth time in ms, 12 hex of a random per-process prefix, 8 hex
 of a per-process counter. The prefix is re-drawn after `fork()`, so children never repeat their
-parent's ids. `born_ms(msg_id)` recovers the birth time without another field.
+parent's ids. The counter is an `itertools.count`, whose `next()` is atomic: threads making ids
+at once (the blocking client sends from its callers' threads too) never draw the same one.
+`born_ms(msg_id)` recovers the birth time without another field.
 
 A stream entry id is `<ms>-<seq>` (the queue offset): `entry_ms` and `entry_key` read it.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import time
@@ -18,14 +21,14 @@ __all__ = ["born_ms", "consumer_name", "entry_key", "entry_ms", "new_msg_id"]
 
 
 class _IdState:
-    __slots__ = ("counter", "prefix")
+    __slots__ = ("count", "prefix")
 
     def __init__(self) -> None:
         self.reseed()
 
     def reseed(self) -> None:
         self.prefix = os.urandom(6).hex().upper()
-        self.counter = int.from_bytes(os.urandom(3), "big")
+        self.count = itertools.count(int.from_bytes(os.urandom(3), "big") + 1)
 
 
 _HEX_DIGITS = "0123456789ABCDEFabcdef"
@@ -36,8 +39,7 @@ os.register_at_fork(after_in_child=_state.reseed)
 def new_msg_id() -> str:
     """Return a new unique message id."""
     state = _state
-    state.counter = (state.counter + 1) & 0xFFFFFFFF
-    return f"{time.time_ns() // 1_000_000:012X}{state.prefix}{state.counter:08X}"
+    return f"{time.time_ns() // 1_000_000:012X}{state.prefix}{next(state.count) & 0xFFFFFFFF:08X}"
 
 
 def born_ms(msg_id: str) -> int | None:

@@ -24,6 +24,7 @@ from .names import validate_keys, validate_properties, validate_tag
 from .retry import delay_level_seconds, seconds
 from .settings import Settings
 from .topics import TopicInfo
+from .tracing import hooks as tracing
 
 __all__ = ["Encoded", "Outgoing", "QueueChooser", "QueueSelector", "When", "encode"]
 
@@ -90,11 +91,14 @@ def encode(settings: Settings, out: Outgoing) -> Encoded:
     properties = out.properties
     if properties:
         validate_properties(properties)
-    props = encode_properties(properties, settings.max_properties_bytes)
     when = None
     if out.delay is not None or out.deliver_at is not None or out.delay_level is not None:
         when = _when(settings, out)
-    return Encoded([new_msg_id(), tag or "", keys, props, flags, data], when)
+    msg_id = new_msg_id()
+    if tracing.on_send is not None:  # rmq.tracing: a PRODUCER span, its context in properties
+        properties = tracing.on_send(out, msg_id, properties)
+    props = encode_properties(properties, settings.max_properties_bytes)
+    return Encoded([msg_id, tag or "", keys, props, flags, data], when)
 
 
 def _when(settings: Settings, out: Outgoing) -> When:

@@ -24,11 +24,19 @@ trip past its deadline, or round trips failing for longer than a blocking read m
 `rmq worker check` see it too.
 
 A supervised child stops gracefully by itself if its supervisor dies.
+
+`--only TOPIC[/GROUP]` runs some of the app's consumers (`App.run(only=...)`). `--burst` stops a
+worker once the queues of its consumers hold nothing to do now (nothing unread, nothing pending:
+`rmq.testing.wait_until_idle` with `scheduled=False`, so retries waiting for their backoff and
+delayed messages not due yet are left for the next run), drains and exits 0; a supervisor does not
+restart a burst child that exited 0, and exits when all of them did. `--reload` is
+`rmq.reload.Reloader`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import signal
@@ -62,6 +70,7 @@ log = logging.getLogger("rmq.runner")
 _PARENT_POLL_SECONDS = 1.0
 _KILL_MARGIN_SECONDS = 5.0
 _HEALTHY_RUN_SECONDS = 60.0
+_BURST_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,10 @@ class RunOptions:
     supervised: bool = False
     export_state: bool = False
     """Also serve the Redis-state gauges on /metrics (once per Redis: see the module doc)."""
+    only: tuple[str, ...] | None = None
+    """The consumers to run (`topic` or `topic/group`); None: all of them."""
+    burst: bool = False
+    """Exit (0, after draining) once the consumers have nothing left to do now."""
 
 
 def start_error(app_id: str, exc: RMQError) -> WorkerStartError:
@@ -183,13 +196,15 @@ async def run_worker(app: App, options: RunOptions) -> None:
                         tg, options, exposition.route, {"/healthz": _healthz, "/readyz": readyz}
                     )
                 try:
-                    await tg.start(partial(_run_app, app, tg))
+                    await tg.start(partial(_run_app, app, tg, options.only))
                 except RMQError as exc:
                     raise start_error(options.app_id, exc) from exc
                 ready.set()
                 tg.start_soon(Heartbeat(ops, options.app_id, partial(_stuck, app)).run)
                 if options.supervised:
                     tg.start_soon(_watch_parent, app, os.getppid())
+                if options.burst:
+                    tg.start_soon(_stop_when_idle, app, options.only)
     finally:
         with anyio.CancelScope(shield=True):
             await ops.conn.close()
@@ -207,7 +222,9 @@ class _Started:
         self.status.started(value)
 
 
-async def _run_app(app: App, tg: TaskGroup, *, task_status: TaskStatus[None]) -> None:
+async def _run_app(
+    app: App, tg: TaskGroup, only: Sequence[str] | None, *, task_status: TaskStatus[None]
+) -> None:
     """Run the app; when it returns (drained), stop the heartbeat and the servers.
 
     An app that fails before it started raises to `tg.start()` (cancelling the task group first
@@ -215,12 +232,23 @@ async def _run_app(app: App, tg: TaskGroup, *, task_status: TaskStatus[None]) ->
     """
     status = _Started(task_status)
     try:
-        await app.run(task_status=status)
+        await app.run(only=only, task_status=status)
     except BaseException:
         if status.done:
             tg.cancel_scope.cancel()
         raise
     tg.cancel_scope.cancel()
+
+
+async def _stop_when_idle(app: App, only: Sequence[str] | None) -> None:
+    """`--burst`: stop (drain, exit 0) once the consumers have nothing to do now."""
+    from .testing.idle import wait_until_idle
+
+    await wait_until_idle(
+        app, timeout=math.inf, only=only, scheduled=False, poll=_BURST_POLL_SECONDS
+    )
+    log.info("burst: nothing left to consume, draining and exiting")
+    app.stop()
 
 
 async def _watch_parent(app: App, parent: int) -> None:
@@ -368,8 +396,8 @@ class Supervisor:
                         await proc.wait()
                     self.processes.pop(index, None)
                     metrics_export.process_dead(proc.pid, self.directory)
-            if self._stop.is_set():
-                if code == -signal.SIGTERM and self._signals <= 1:
+            if self._stop.is_set() or (self.options.burst and code == 0):
+                if self._stop.is_set() and code == -signal.SIGTERM and self._signals <= 1:
                     # the forwarded SIGTERM came before the child installed its handler: it had
                     # not started consuming, so nothing was in flight
                     log.info("worker process %d (pid %d) stopped while starting", index, proc.pid)

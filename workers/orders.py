@@ -4,6 +4,9 @@ Each invoice is written to the hash `<namespace>:demo:invoices` (order id -> amo
 a redelivered order overwrites its own invoice instead of billing twice: handlers must be
 idempotent under at-least-once delivery.
 
+The database client (here a Redis client standing in for one) is opened once per worker process
+by a startup hook, kept in `app.state`, and closed by a shutdown hook after the drain.
+
     rmq worker run workers.orders:app
 """
 
@@ -14,18 +17,22 @@ import redis.asyncio as redis
 import rmq
 
 app = rmq.App()
-_db: redis.Redis | None = None
 
 
 def invoices_key(namespace: str) -> str:
     return f"{namespace}:demo:invoices"
 
 
-async def _database() -> redis.Redis:
-    global _db
-    if _db is None:
-        _db = redis.Redis.from_url(app.settings.redis_url)
-    return _db
+@app.on_startup
+async def open_database() -> None:
+    db = redis.Redis.from_url(app.settings.redis_url)
+    await db.ping()  # fail at start (exit 4, the reason on stderr), not on the first order
+    app.state.db = db
+
+
+@app.on_shutdown
+async def close_database() -> None:
+    await app.state.db.aclose()
 
 
 @app.consumer("orders", group="billing", concurrency=20)
@@ -35,5 +42,5 @@ async def bill(msg: rmq.Message) -> None:
     amount = sum(item["qty"] * item["price_cents"] for item in order["items"])
     if order.get("coupon") == "HALF":
         amount //= 2
-    db = await _database()
+    db: redis.Redis = app.state.db
     await db.hset(invoices_key(app.settings.namespace), str(order["id"]), amount)

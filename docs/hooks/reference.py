@@ -425,7 +425,18 @@ def api_reference() -> str:
             if len(tree) >= 3:
                 out.append(f"The exception tree (from `rmq.errors`):\n\n```text{tree[1]}```\n\n")
         out.extend(f"::: rmq.{name}\n\n" for name in names)
+    for title, module, members in _SUBPACKAGES:
+        out.append(f"## {title} (`{module}`)\n\n")
+        out.extend(f"::: {module}.{name}\n\n" for name in members)
     return "".join(out)
+
+
+_SUBPACKAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Blocking client", "rmq.sync", ("App", "Producer", "Transaction", "PullConsumer")),
+    ("Tracing", "rmq.tracing", ("instrument", "uninstrument", "instrumented")),
+    ("Lifecycle", "rmq.lifecycle", ("State",)),
+)
+"""Packages imported on their own (`import rmq.sync`), shown after `rmq.__all__`."""
 
 
 # ---------------------------------------------------------------------- benchmark results

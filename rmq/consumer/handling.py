@@ -38,6 +38,7 @@ from ..ids import entry_ms
 from ..logging import fields
 from ..message import Message
 from ..retry import seconds
+from ..tracing import hooks as tracing
 from .spec import ConsumerSpec
 from .stats import ConsumerStats
 from .threads import HandlerThreads
@@ -113,6 +114,8 @@ class Handling:
         self._is_async = spec.is_async
         self._timeout = spec.timeout
         self._inline = spec.is_async and spec.timeout is None
+        if tracing.on_handling is not None:  # rmq.tracing: wraps handle() in CONSUMER spans
+            tracing.on_handling(self)
 
     def describe(self, key: str, value: str) -> None:
         """Add `key: value` to every dead-letter record from now on (e.g. a broadcast instance)."""

@@ -36,6 +36,7 @@ from ..message import Message
 from ..names import validate_group, validate_topic
 from ..streams import call
 from ..topics import TopicInfo
+from ..tracing import hooks as tracing
 from .inbound import Positions, dead_letter, declare_group, to_message
 from .spec import StartPosition, start_argument
 
@@ -135,6 +136,8 @@ class PullConsumer:
             )
             remaining = deadline - time.monotonic()
             if messages or remaining <= 0:
+                if messages and tracing.on_receive is not None:  # rmq.tracing: a receive span
+                    tracing.on_receive(self, messages)
                 return messages
             await self._retrying(partial(self._wait_for_new, last_ids, remaining), "receive")
 

@@ -15,6 +15,7 @@ from .. import metrics
 from ..calls import Call, HalfClaims
 from ..context import Context
 from ..errors import TransactionError, TransactionNotFound, TransactionStateError
+from ..tracing import hooks as tracing
 from .batcher import Batcher, Merge
 from .types import HalfMessage
 
@@ -62,6 +63,8 @@ class HalfStore:
         (reply,) = await self.batcher.call("commit", call.command, merge=Merge.of(call))
         self._check(call, reply, topic, queue_id)
         metrics.transactions(topic, "commit", len(msg_ids))
+        if tracing.on_transaction is not None:  # rmq.tracing: an event on the current span
+            tracing.on_transaction("commit", topic, queue_id, msg_ids)
         pairs = reply[1:]
         return [((pairs[i] or b"").decode(), int(pairs[i + 1])) for i in range(0, len(pairs), 2)]
 
@@ -72,6 +75,8 @@ class HalfStore:
         self._check(call, reply, topic, queue_id)
         if int(reply[1]):
             metrics.transactions(topic, "rollback", int(reply[1]))
+        if tracing.on_transaction is not None:  # rmq.tracing: an event on the current span
+            tracing.on_transaction("rollback", topic, queue_id, msg_ids)
         return [m.decode() for m in reply[2:]]
 
     def claim(self, topic: str, queue_id: int, limit: int) -> Call[HalfClaims]:

@@ -65,6 +65,8 @@ def test_api_reference_renders_every_public_name() -> None:
         if name != "__version__":
             assert f"::: rmq.{name}\n" in page
     assert "RMQError" in page.split("```text", 1)[1]  # the exception tree
+    for name in ("rmq.sync.App", "rmq.sync.PullConsumer", "rmq.tracing.instrument"):
+        assert f"::: {name}\n" in page
 
 
 def test_every_generated_page_is_in_the_nav() -> None:
